@@ -1,0 +1,36 @@
+# The README's two commands: `make figures` (the main job) and `make test`.
+# Both create .venv when it is missing and install the pinned set (pyproject.toml) into it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export MUJOCO_GL ?= disable
+
+.PHONY: install test figures lint bench-envs clean-venv
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), "Python 3.11 or 3.12 is needed, found " + sys.version.split()[0]'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+figures: $(STAMP)
+	@if [ -f Snakefile ]; then $(VENV)/bin/snakemake --cores all figures; else \
+	  echo "make figures: the environment is installed, but the Snakemake workflow that draws the figures"; \
+	  echo "does not exist yet (issue: 'The workflow: snakemake --cores all figures end to end')."; \
+	  echo "Nothing was run."; exit 1; fi
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench-envs: $(STAMP)
+	$(VENV)/bin/m3po bench envs
+
+clean-venv:
+	rm -rf $(VENV)

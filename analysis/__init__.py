@@ -1,0 +1,1 @@
+"""Aggregation of run records, statistics (rliable), figures and the claims report."""

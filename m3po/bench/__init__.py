@@ -1,0 +1,1 @@
+"""Benchmark commands (``m3po bench NAME``): each prints one JSON line of measured figures."""

@@ -1,0 +1,72 @@
+"""The ``m3po`` command line: ``m3po tasks SUITE``, ``m3po bench NAME``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from m3po.envs.registry import SUITES, UnknownTaskError, suite_tasks
+
+
+def _cmd_tasks(args: argparse.Namespace) -> int:
+    print("\n".join(suite_tasks(args.suite)))
+    return 0
+
+
+def _bench_envs(args: argparse.Namespace) -> dict[str, Any]:
+    from m3po.bench import envs
+
+    return envs.run(seconds=args.seconds, scale_envs=args.scale_envs, scale_tasks=args.scale_tasks)
+
+
+BENCHMARKS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"envs": _bench_envs}
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    print(json.dumps(BENCHMARKS[args.name](args)), flush=True)
+    return 0
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="m3po", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    tasks = commands.add_parser("tasks", help="print a suite's task names, one per line")
+    tasks.add_argument("suite", help=f"one of: {', '.join(SUITES)}")
+    tasks.set_defaults(func=_cmd_tasks)
+
+    bench = commands.add_parser("bench", help="run a benchmark and print one JSON line of figures")
+    bench.add_argument("name", choices=sorted(BENCHMARKS))
+    bench.add_argument("--seconds", type=_positive(float), default=3.0, help="measuring time per setting")
+    bench.add_argument(
+        "--scale-envs", type=_positive(int), default=1024, help="envs of the start-up/memory test (0: skip)"
+    )
+    bench.add_argument("--scale-tasks", default="mt80", help="task set of the start-up/memory test")
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UnknownTaskError as err:
+        print(f"m3po: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
