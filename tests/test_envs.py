@@ -56,7 +56,9 @@ def test_every_task_builds_resets_and_steps(task):
     env.close()
 
 
-@pytest.mark.parametrize(("task", "length", "discount"), [("cartpole-swingup", 500, 0.99), ("mw-reach", 100, 0.95)])
+@pytest.mark.parametrize(
+    ("task", "length", "discount"), [("cartpole-swingup", 500, 0.99), ("mw-reach", 100, 0.95)]
+)
 def test_episode_length_time_limit_and_discount(task, length, discount):
     env = make_env(task, seed=1)
     env.reset()

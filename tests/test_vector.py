@@ -103,7 +103,11 @@ def test_reset_seed_reproduces_and_differs_between_envs():
         ({"tasks": "cartpole-swingup", "num_envs": 0}, ValueError, "num_envs must be >= 1"),
         ({"tasks": "cartpole-swingup", "num_envs": 2.0}, TypeError, "num_envs must be an integer"),
         ({"tasks": "cartpole-swingup", "num_envs": 2, "mode": "threads"}, ValueError, "sync, async"),
-        ({"tasks": ["cartpole-swingup", "cartpole-swingp"], "num_envs": 2}, UnknownTaskError, "cartpole-swingup"),
+        (
+            {"tasks": ["cartpole-swingup", "cartpole-swingp"], "num_envs": 2},
+            UnknownTaskError,
+            "cartpole-swingup",
+        ),
         ({"tasks": "mt30", "num_envs": 8}, ValueError, "every task needs at least one env"),
         ({"tasks": "cartpole-swingup", "num_envs": 2, "seed": -3}, ValueError, "seed"),
         ({"tasks": "cartpole-swingup", "num_envs": 2, "mode": "async", "workers": 0}, ValueError, "workers"),

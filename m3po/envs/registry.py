@@ -129,7 +129,11 @@ def _unknown(kind: str, name: object, candidates: Iterable[str]) -> UnknownTaskE
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return UnknownTaskError(
         f"unknown {kind} {name!r}.{hint} Valid {kind}s: "
-        + (", ".join(candidates) if len(candidates) <= 10 else f"see `m3po tasks SUITE` for SUITE in {sorted(SUITES)}")
+        + (
+            ", ".join(candidates)
+            if len(candidates) <= 10
+            else f"see `m3po tasks SUITE` for SUITE in {sorted(SUITES)}"
+        )
     )
 
 

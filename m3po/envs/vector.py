@@ -189,9 +189,7 @@ class VecEnv:
         self.env_tasks = tuple(self.tasks[i] for i in self.task_ids)
         self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
         self.single_action_space = gym.spaces.Box(-1.0, 1.0, (self.act_dim,), np.float32)
-        specs = [
-            _EnvSpec(self.env_tasks[i], seed + i, self.obs_dim, self.act_dim) for i in range(num_envs)
-        ]
+        specs = [_EnvSpec(self.env_tasks[i], seed + i, self.obs_dim, self.act_dim) for i in range(num_envs)]
         self._closed = False
         self._shard: _Shard | None = None
         self._conns: list[Connection] = []
@@ -275,7 +273,8 @@ class VecEnv:
             raise ValueError(f"actions must have shape {(self.num_envs, self.act_dim)}, got {actions.shape}")
         actions = actions * self.action_mask
         results = self._call("step", [actions[lo:hi] for lo, hi in self._bounds])
-        obs, reward, terminated, truncated, final_obs, success = (np.concatenate(x) for x in zip(*results))
+        columns = (np.concatenate(column) for column in zip(*results, strict=True))
+        obs, reward, terminated, truncated, final_obs, success = columns
         info = {"final_obs": final_obs, "success": success, "task_id": self.task_ids}
         return obs, reward, terminated, truncated, info
 
