@@ -8,11 +8,21 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from m3po.config import ConfigError
 from m3po.envs.registry import SUITES, UnknownTaskError, suite_tasks
+from m3po.errors import RunDirectoryError
 
 
 def _cmd_tasks(args: argparse.Namespace) -> int:
     print("\n".join(suite_tasks(args.suite)))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from m3po.experiment import run_from_args
+
+    result = run_from_args(args.updates)
+    print(json.dumps(result, default=str), flush=True)
     return 0
 
 
@@ -48,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("suite", help=f"one of: {', '.join(SUITES)}")
     tasks.set_defaults(func=_cmd_tasks)
 
+    train = commands.add_parser(
+        "train",
+        help="train one run (a Sacred experiment): m3po train with algo=m3po task=cartpole-swingup seed=1",
+    )
+    train.add_argument("updates", nargs="*", help="'with' followed by key=value config updates")
+    train.set_defaults(func=_cmd_train)
+
     bench = commands.add_parser("bench", help="run a benchmark and print one JSON line of figures")
     bench.add_argument("name", choices=sorted(BENCHMARKS))
     bench.add_argument("--seconds", type=_positive(float), default=3.0, help="measuring time per setting")
@@ -63,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except UnknownTaskError as err:
+    except (UnknownTaskError, ConfigError, RunDirectoryError) as err:
         print(f"m3po: error: {err}", file=sys.stderr)
         return 2
 

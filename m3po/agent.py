@@ -1,0 +1,307 @@
+"""The M3PO agent: act with MPPI seeded by the policy prior, learn with PPO, the bonus and world-model losses.
+
+``act`` plans for all vectorized envs in one batched pass; ``update`` takes one on-policy batch
+(``T`` steps of ``E`` envs) and runs ``E`` epochs of minibatch updates of actor, critic and world
+model. See ``shared/spec/m3po-algorithm.md`` for every formula used here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from m3po.bonus import alpha_at, apply_bonus, exploration_bonus, one_step_q
+from m3po.config import M3POConfig
+from m3po.errors import NonFiniteLossError
+from m3po.planner import MPPIPlanner
+from m3po.returns import gae
+from m3po.world_model import WorldModel
+
+
+@dataclass
+class ActOutput:
+    """What one decision returns for E envs.
+
+    :param action: (E, A) executed actions, padded dims 0
+    :param log_prob: (E,) behaviour log-density stored for the PPO ratio
+    :param value: (E,) V(s) at the decision
+    :param stats: planner diagnostics
+    """
+
+    action: torch.Tensor
+    log_prob: torch.Tensor
+    value: torch.Tensor
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Rollout:
+    """One on-policy batch; every tensor is (T, E, ...) except ``task`` (E,).
+
+    ``next_obs`` is the true next observation (the final one, before auto-reset, where an episode
+    ended), so the bonus and the bootstrap see what really followed each action.
+    """
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    next_obs: torch.Tensor
+    log_prob: torch.Tensor
+    task: torch.Tensor | None
+
+    @property
+    def done(self) -> torch.Tensor:
+        return self.terminated | self.truncated
+
+
+class M3POAgent:
+    """M3PO for E vectorized envs over one task or a task set.
+
+    :param cfg: run configuration
+    :param obs_dim: (padded) observation size
+    :param act_dim: (padded) action size
+    :param task_action_mask: (n_tasks, act_dim) real action dims per task
+    :param task_discount: (n_tasks,) discount of each task (TD-MPC2's rule)
+    :param device: torch device
+    """
+
+    def __init__(
+        self,
+        cfg: M3POConfig,
+        obs_dim: int,
+        act_dim: int,
+        task_action_mask: torch.Tensor,
+        task_discount: torch.Tensor,
+        device: torch.device,
+    ) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.model = WorldModel(cfg.model, obs_dim, act_dim, task_action_mask).to(device)
+        self.task_discount = task_discount.to(device, torch.float32)
+        self.planner = MPPIPlanner(cfg.planner, act_dim, device)
+        encoder = list(self.model._encoder.parameters())
+        encoder_ids = {id(p) for p in encoder}
+        rest = [p for p in self.model.parameters() if id(p) not in encoder_ids]
+        self.optim = torch.optim.Adam(
+            [{"params": encoder, "lr": cfg.ppo.lr * cfg.wm.enc_lr_scale}, {"params": rest, "lr": cfg.ppo.lr}],
+            lr=cfg.ppo.lr,
+        )
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(cfg.seed)
+        self._plan_mean: torch.Tensor | None = None  # (E, H, A) warm start per env
+
+    def _task(self, task_ids: torch.Tensor) -> torch.Tensor | None:
+        return task_ids if self.model.multitask else None
+
+    def reset_warm_start(self, done: torch.Tensor) -> None:
+        """Forget the planner's warm start of envs whose episode ended (done: (E,) bool)."""
+        if self._plan_mean is not None:
+            self._plan_mean[done] = 0.0
+
+    def swap_warm_start(self, plan_mean: torch.Tensor | None) -> torch.Tensor | None:
+        """Install another warm start (evaluation keeps its own); returns the one replaced."""
+        previous, self._plan_mean = self._plan_mean, plan_mean
+        return previous
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, task_ids: torch.Tensor, eval_mode: bool = False) -> ActOutput:
+        """One decision for every env: obs (E, obs_dim), task_ids (E,) -> :class:`ActOutput`."""
+        task = self._task(task_ids)
+        z = self.model.encode(obs, task)
+        dist = self.model.dist(z, task)
+        stats: dict[str, float] = {}
+        if self.cfg.planner.enabled:
+            plan = self.planner.plan(
+                self.model,
+                z,
+                task,
+                self.task_discount[task_ids],
+                self.model.action_mask(task, z.shape[0]),
+                self._plan_mean,
+                eval_mode=eval_mode,
+                generator=self.generator,
+            )
+            action, stats = plan.action, dict(plan.stats)
+            self._plan_mean = plan.mean
+        else:
+            action = dist.mode() if eval_mode else dist.sample(self.generator)
+        log_prob = dist.log_prob(action)
+        return ActOutput(action, log_prob, self.model.V(z, task).squeeze(-1), stats)
+
+    def update(self, batch: Rollout, step: int) -> dict[str, float]:
+        """PPO + bonus + world-model update on one batch; returns diagnostics.
+
+        :param batch: the on-policy batch
+        :param step: agent steps so far (for the bonus anneal and error messages)
+        """
+        cfg = self.cfg
+        T, E = batch.rewards.shape
+        task = self._task(batch.task)
+        flat_task = None if task is None else task.repeat(T)
+        gamma = self.task_discount[batch.task]  # (E,)
+        with torch.no_grad():
+            obs = batch.obs.reshape(T * E, -1)
+            z = self.model.encode(obs, flat_task)
+            values = self.model.V(z, flat_task).view(T, E)
+            z_next = self.model.encode(batch.next_obs.reshape(T * E, -1), flat_task)
+            next_values = self.model.V(z_next, flat_task).view(T, E)
+            advantages, returns = gae(
+                batch.rewards, values, next_values, batch.terminated, batch.done, gamma, cfg.ppo.gae_lambda
+            )
+            actions = batch.actions.reshape(T * E, -1)
+            gamma_flat = gamma.repeat(T)
+            terminated = batch.terminated.reshape(-1)
+            q_mf = one_step_q(batch.rewards.reshape(-1), next_values.reshape(-1), terminated, gamma_flat)
+            z_model = self.model.next(z, actions, flat_task)
+            q_mb = one_step_q(
+                self.model.reward(z, actions, flat_task).squeeze(-1),
+                self.model.V(z_model, flat_task).squeeze(-1),
+                terminated,
+                gamma_flat,
+            )
+            alpha = alpha_at(step, cfg.bonus)
+            bonus, bonus_stats = exploration_bonus(
+                q_mf, q_mb, advantages.reshape(-1), alpha, cfg.bonus, None if task is None else flat_task
+            )
+            if cfg.bonus.before_adv_norm:
+                adv_hat = apply_bonus(advantages.reshape(-1), bonus)
+            else:
+                adv_hat = advantages.reshape(-1)
+        logs: dict[str, list[float]] = {}
+        n = T * E
+        mb = min(cfg.ppo.minibatch_size, n)
+        old_log_prob = batch.log_prob.reshape(-1)
+        returns_flat = returns.reshape(-1, 1)
+        windows = self._windows(T, E)
+        window_mb = max(1, mb // cfg.wm.horizon)  # an H-step window costs about H transitions
+        for _ in range(cfg.ppo.epochs):
+            perm = torch.randperm(n, generator=self.generator, device=self.device)
+            window_perm = torch.randperm(len(windows), generator=self.generator, device=self.device)
+            num_mb = max(1, n // mb)
+            for k in range(num_mb):
+                idx = perm[k * mb : (k + 1) * mb]
+                adv = adv_hat[idx]
+                if cfg.ppo.normalize_advantage and len(idx) > 1:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                if not cfg.bonus.before_adv_norm:
+                    adv = adv + bonus[idx]
+                mb_task = None if flat_task is None else flat_task[idx]
+                z_mb = self.model.encode(obs[idx], mb_task)
+                dist = self.model.dist(z_mb, mb_task)
+                log_prob = dist.log_prob(actions[idx])
+                log_ratio = (log_prob - old_log_prob[idx]).clamp(
+                    -cfg.ppo.log_ratio_clamp, cfg.ppo.log_ratio_clamp
+                )
+                ratio = log_ratio.exp()
+                clipped = ratio.clamp(1 - cfg.ppo.clip, 1 + cfg.ppo.clip)
+                actor_loss = -torch.min(ratio * adv, clipped * adv).mean()
+                entropy = dist.entropy_estimate(self.generator).mean()
+                value_loss = self.model.twohot.loss(
+                    self.model.value_logits(z_mb, mb_task), returns_flat[idx]
+                ).mean()
+                start = (k * window_mb) % len(windows)
+                w_idx = windows[window_perm[start : start + window_mb]]
+                consistency, reward_loss = self._world_model_loss(batch, w_idx)
+                losses = {
+                    "actor": actor_loss,
+                    "value": value_loss,
+                    "consistency": consistency,
+                    "reward": reward_loss,
+                    "entropy": entropy,
+                }
+                for name, value in losses.items():
+                    if not torch.isfinite(value):
+                        raise NonFiniteLossError(f"loss {name!r} is {value.item()} at agent step {step}")
+                total = (
+                    actor_loss
+                    - cfg.ppo.ent_coef * entropy
+                    + cfg.ppo.value_coef * value_loss
+                    + cfg.wm.consistency_coef * consistency
+                    + cfg.wm.reward_coef * reward_loss
+                )
+                self.optim.zero_grad(set_to_none=True)
+                total.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.ppo.max_grad_norm)
+                self.optim.step()
+                with torch.no_grad():
+                    raw_log_ratio = log_prob - old_log_prob[idx]
+                    stats = {
+                        **{f"loss/{name}": value.item() for name, value in losses.items()},
+                        "ppo/clip_fraction": ((ratio - 1).abs() > cfg.ppo.clip).float().mean().item(),
+                        "ppo/approx_kl": ((ratio - 1) - log_ratio).mean().item(),
+                        "ppo/log_ratio_saturated": (raw_log_ratio.abs() > cfg.ppo.log_ratio_clamp)
+                        .float()
+                        .mean()
+                        .item(),
+                        "ppo/grad_norm": grad_norm.item(),
+                    }
+                for key, value in stats.items():
+                    logs.setdefault(key, []).append(value)
+        out = {key: float(sum(v) / len(v)) for key, v in logs.items()}
+        out["ppo/clip_fraction_last_epoch"] = logs["ppo/clip_fraction"][-1]
+        out.update({f"bonus/{k}": v for k, v in bonus_stats.items()})
+        out["bonus/alpha"] = alpha
+        out["ppo/log_prob_old_mean"] = old_log_prob.mean().item()
+        out["ppo/log_prob_old_per_dim"] = (old_log_prob / self.model.action_mask(task, 1).sum()).mean().item()
+        out["value/mean"] = values.mean().item()
+        out["adv/mean"] = advantages.mean().item()
+        out["adv/std"] = advantages.std().item()
+        return out
+
+    def _windows(self, T: int, E: int) -> torch.Tensor:
+        """All (start step, env) pairs whose H-step window fits in the batch: (W, 2) int64."""
+        H = min(self.cfg.wm.horizon, T)
+        starts = torch.arange(T - H + 1, device=self.device)
+        envs = torch.arange(E, device=self.device)
+        return torch.cartesian_prod(starts, envs)
+
+    def _world_model_loss(self, batch: Rollout, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Consistency and reward losses rolled out over H steps from each window's start latent.
+
+        Step ``h`` counts only while the episode has not ended before it (the true final observation
+        is the target at the step where it ended); weights ``rho^h``; averaged over steps as TD-MPC2.
+        """
+        H = min(self.cfg.wm.horizon, batch.rewards.shape[0])
+        t0, env = windows[:, 0], windows[:, 1]
+        task = None if self._task(batch.task) is None else batch.task[env]
+        z = self.model.encode(batch.obs[t0, env], task)
+        alive = torch.ones(len(windows), device=self.device)
+        consistency = torch.zeros((), device=self.device)
+        reward_loss = torch.zeros((), device=self.device)
+        for h in range(H):
+            t = t0 + h
+            a = batch.actions[t, env]
+            with torch.no_grad():
+                target = self.model.encode(batch.next_obs[t, env], task)
+            reward_ce = self.model.twohot.loss(
+                self.model.reward_logits(z, a, task), batch.rewards[t, env, None]
+            )
+            z = self.model.next(z, a, task)
+            weight = self.cfg.wm.rho**h * alive
+            consistency = consistency + (weight * F.mse_loss(z, target, reduction="none").mean(-1)).mean()
+            reward_loss = reward_loss + (weight * reward_ce.squeeze(-1)).mean()
+            alive = alive * (~batch.done[t, env]).float()
+        return consistency / H, reward_loss / H
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume: weights, optimizer, RNG, warm start."""
+        return {
+            "model": self.model.state_dict(),
+            "optim": self.optim.state_dict(),
+            "generator": self.generator.get_state(),
+            "plan_mean": self._plan_mean,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optim.load_state_dict(state["optim"])
+        self.generator.set_state(state["generator"])
+        self._plan_mean = state["plan_mean"]
+
+
+def num_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,264 @@
+"""The M3PO configuration: one typed dataclass, grouped by concern, with ``cpu`` and ``paper`` presets.
+
+Every field says in a comment what it is; ``(choice)`` marks what the paper leaves open
+(see ``shared/spec/m3po-algorithm.md``). Values derived from others live in :meth:`M3POConfig.derived`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field, fields
+from typing import Any, get_type_hints
+
+PRESETS = ("cpu", "paper")
+
+
+@dataclass
+class ModelConfig:
+    """World model and actor-critic sizes."""
+
+    latent_dim: int = 128  # z size (TD-MPC2 1M: 128)
+    enc_dim: int = 256  # encoder hidden width
+    num_enc_layers: int = 2  # encoder hidden layers
+    mlp_dim: int = 384  # hidden width of dynamics, reward, value and policy heads
+    task_dim: int = 96  # learnable task embedding size in multi-task runs (0 in single-task runs)
+    simnorm_dim: int = 8  # SimNorm group size on the latent
+    num_bins: int = 101  # two-hot bins for reward (and value, if value_loss is twohot)
+    vmin: float = -10.0  # lowest two-hot bin, symlog space
+    vmax: float = 10.0  # highest two-hot bin, symlog space
+    log_std_min: float = -5.0  # floor of the prior's log sigma (issue 8: a higher floor is an option)
+    log_std_max: float = 2.0  # ceiling of the prior's log sigma
+
+
+@dataclass
+class PlannerConfig:
+    """MPPI with a policy prior (TD-MPC2's planner; the spec's Eq. 2-3)."""
+
+    enabled: bool = True  # False: act with the prior alone (plain PPO, for ablations)
+    horizon: int = 3  # H, planning horizon
+    iterations: int = 6  # I, MPPI iterations per decision
+    num_samples: int = 512  # N, sequences scored per iteration (prior ones included)
+    num_pi_trajs: int = 24  # N_pi, prior rollouts reused in every iteration
+    num_elites: int = 64  # K, elites the Gaussian is refit to
+    temperature: float = 0.5  # tau, weights exp(tau * (J - max J))
+    min_std: float = 0.05  # sigma floor of the sampling Gaussian
+    max_std: float = 2.0  # sigma at the start of each decision
+    exec_noise: float = (
+        0.0  # sigma_0, noise on the executed action in training (choice; 0 keeps it on the prior)
+    )
+    prior_centred: bool = (
+        True  # start the Gaussian at the prior's mean and sigma (issue 8) instead of 0, max_std
+    )
+    extra_iters_large_action: int = 2  # TD-MPC2 adds iterations when the action size is >= 20
+
+
+@dataclass
+class BonusConfig:
+    """Exploration bonus, Eq. 4-7."""
+
+    alpha0: float = 0.1  # alpha at step 0 (choice); 0 is the "no bonus" ablation
+    anneal_steps: int = 1_000_000  # K_anneal in agent steps (choice)
+    schedule: str = "linear"  # linear | constant | cosine
+    clip_factor: float = 2.0  # c: |b| <= c |A| ("never dominates the advantage by more than a factor of two")
+    scale: str = "none"  # none | std: divide the centred epsilon by its batch std (choice)
+    per_task: bool = True  # centre (and scale) per task in multi-task batches (choice)
+    before_adv_norm: bool = True  # add the bonus before PPO's advantage normalisation (choice)
+
+
+@dataclass
+class PPOConfig:
+    """On-policy learning of actor and critic."""
+
+    rollout_len: int = 64  # T, agent steps per env between updates
+    epochs: int = 4  # E, passes over the batch per update
+    minibatch_size: int = 256  # transitions per minibatch
+    clip: float = 0.2  # epsilon_clip (choice: PPO's default; the paper's value was lost)
+    ent_coef: float = 1e-3  # entropy bonus weight, sample estimate -log pi (choice)
+    value_coef: float = 0.5  # critic loss weight
+    gae_lambda: float = 0.95  # lambda (choice)
+    lr: float = 3e-4  # Adam learning rate of actor, critic and world model
+    max_grad_norm: float = 1.0  # global gradient-norm clip
+    normalize_advantage: bool = True  # standardise advantages per minibatch
+    log_ratio_clamp: float = 20.0  # clamp of log pi_new - log pi_old before exp (overflow guard)
+    behaviour_density: str = (
+        "prior"  # prior: log pi_old(a_mppi|s) as the paper reads | planner: the planner's density
+    )
+
+
+@dataclass
+class WorldModelLossConfig:
+    """World-model losses on contiguous windows of the on-policy batch (TD-MPC2's weights)."""
+
+    consistency_coef: float = 20.0  # latent consistency weight
+    reward_coef: float = 0.1  # reward loss weight
+    rho: float = 0.5  # temporal decay of the per-step losses
+    horizon: int = 3  # rollout length of the losses (H)
+    enc_lr_scale: float = 0.3  # encoder learning rate multiplier
+
+
+@dataclass
+class M3POConfig:
+    """Everything a run needs; ``preset`` picks sizes, explicit fields override them."""
+
+    preset: str = "cpu"  # cpu | paper (see PRESET_OVERRIDES)
+    task: str = "cartpole-swingup"  # task or task set (dmc39, mw50, mt30, mt80, or a comma list)
+    seed: int = 1  # run seed (env i gets seed + i)
+    steps: int = 100_000  # agent-step budget, summed over envs
+    num_envs: int = 8  # vectorized environments
+    vec_mode: str = "sync"  # sync | async
+    eval_every: int = 10_000  # agent steps between evaluations
+    eval_episodes: int = 10  # evaluation episodes per task
+    checkpoint_every: int = 20_000  # agent steps between checkpoints
+    device: str = "auto"  # auto (CUDA when present, else CPU) | cpu | cuda | cuda:N
+    threads: int = 0  # torch threads (0: leave torch's default)
+    model: ModelConfig = field(default_factory=ModelConfig)  # sizes
+    planner: PlannerConfig = field(default_factory=PlannerConfig)  # MPPI
+    bonus: BonusConfig = field(default_factory=BonusConfig)  # exploration bonus
+    ppo: PPOConfig = field(default_factory=PPOConfig)  # actor-critic learning
+    wm: WorldModelLossConfig = field(default_factory=WorldModelLossConfig)  # world-model losses
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (what Sacred stores)."""
+        return dataclasses.asdict(self)
+
+
+# Per-preset values; ``paper`` is TD-MPC2's 5M-parameter size and planner (a GPU run), ``cpu`` is
+# sized for 2 cores (a planning decision for 16 envs in a few milliseconds).
+PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
+    "paper": {
+        "num_envs": 32,
+        "model": {"latent_dim": 512, "enc_dim": 256, "num_enc_layers": 2, "mlp_dim": 512},
+        "planner": {"num_samples": 512, "num_pi_trajs": 24, "num_elites": 64, "iterations": 6},
+        "ppo": {"rollout_len": 128, "minibatch_size": 1024},
+    },
+    "cpu": {
+        "num_envs": 8,
+        "model": {"latent_dim": 64, "enc_dim": 128, "num_enc_layers": 1, "mlp_dim": 128, "num_bins": 51},
+        "planner": {"num_samples": 64, "num_pi_trajs": 8, "num_elites": 8, "iterations": 2},
+        "ppo": {"rollout_len": 64, "minibatch_size": 256},
+    },
+}
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the field and what is valid."""
+
+
+def _merge(target: dict[str, Any], updates: dict[str, Any]) -> None:
+    for key, value in updates.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
+def preset_dict(preset: str) -> dict[str, Any]:
+    """The full config dict of a preset (defaults with the preset's overrides applied)."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    values = M3POConfig(preset=preset).to_dict()
+    _merge(values, PRESET_OVERRIDES[preset])
+    return values
+
+
+def _build(cls: type, values: dict[str, Any], path: str) -> Any:
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], names, n=1)
+        hint = f" (did you mean {path}{close[0]}?)" if close else ""
+        raise ConfigError(f"unknown config field {path}{unknown[0]}{hint}; valid: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name, value in values.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}{name} must be a mapping of fields, got {value!r}")
+            kwargs[name] = _build(kind, value, f"{path}{name}.")
+            continue
+        kwargs[name] = _coerce(f"{path}{name}", value, kind)
+    return cls(**kwargs)
+
+
+def _coerce(name: str, value: Any, kind: type) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is bool and not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{name} must be of type {kind.__name__}, got {value!r}")
+    return value
+
+
+_CHOICES = {
+    "vec_mode": ("sync", "async"),
+    "bonus.schedule": ("linear", "constant", "cosine"),
+    "bonus.scale": ("none", "std"),
+    "ppo.behaviour_density": ("prior", "planner"),
+}
+_NON_NEGATIVE = (
+    "steps",
+    "eval_every",
+    "eval_episodes",
+    "checkpoint_every",
+    "threads",
+    "seed",
+    "bonus.alpha0",
+)
+_POSITIVE = (
+    "num_envs", "ppo.rollout_len", "ppo.epochs", "ppo.minibatch_size", "planner.horizon",
+    "planner.iterations", "planner.num_samples", "planner.num_elites", "model.latent_dim",
+    "bonus.anneal_steps", "wm.horizon",
+)  # fmt: skip
+
+
+def _get(config: M3POConfig, dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def validate(config: M3POConfig) -> M3POConfig:
+    """Check ranges and choices; raise :class:`ConfigError` naming the bad value."""
+    if config.preset not in PRESETS:
+        raise ConfigError(f"unknown preset {config.preset!r}; valid presets: {', '.join(PRESETS)}")
+    for name, choices in _CHOICES.items():
+        if _get(config, name) not in choices:
+            raise ConfigError(
+                f"{name}={_get(config, name)!r} is not valid; choose one of: {', '.join(choices)}"
+            )
+    for name in _NON_NEGATIVE:
+        if _get(config, name) < 0:
+            raise ConfigError(f"{name} must be >= 0, got {_get(config, name)}")
+    for name in _POSITIVE:
+        if _get(config, name) < 1:
+            raise ConfigError(f"{name} must be >= 1, got {_get(config, name)}")
+    p = config.planner
+    if not 0 <= p.num_pi_trajs < p.num_samples:
+        raise ConfigError(f"planner.num_pi_trajs must be in [0, num_samples), got {p.num_pi_trajs}")
+    if p.num_elites > p.num_samples:
+        raise ConfigError(
+            f"planner.num_elites ({p.num_elites}) exceeds planner.num_samples ({p.num_samples})"
+        )
+    if not 0 < p.min_std <= p.max_std:
+        raise ConfigError(f"need 0 < planner.min_std <= planner.max_std, got {p.min_std}, {p.max_std}")
+    if config.model.latent_dim % config.model.simnorm_dim:
+        raise ConfigError("model.latent_dim must be a multiple of model.simnorm_dim")
+    return config
+
+
+def make_config(preset: str = "cpu", **updates: Any) -> M3POConfig:
+    """A validated config: the preset's values with ``updates`` (nested dicts for sections) applied.
+
+    :param preset: ``cpu`` or ``paper``
+    :param updates: field overrides, e.g. ``steps=1000, planner={"horizon": 5}``
+    """
+    values = preset_dict(preset)
+    _merge(values, updates)
+    values["preset"] = preset
+    return validate(_build(M3POConfig, values, ""))

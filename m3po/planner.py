@@ -1,0 +1,405 @@
+"""MPPI with a policy prior (the spec's Eq. 2-3), batched over vectorized environments.
+
+TD-MPC2's planner (``tdmpc2/tdmpc2.py``, ``_plan``) is the reference; this is our own code, shaped for
+many environments at once: every tensor carries a leading env axis ``E`` and the planner flattens
+``(envs x samples)`` into one batch for each world-model call, so a decision for 16 envs costs a few
+large matrix products rather than 16 small ones.
+
+Where we follow TD-MPC2 and where we depart:
+
+- Prior rollouts, Gaussian refit, elite weighting, the executed action (one elite drawn in proportion to
+  its weight, its first action) are TD-MPC2's. In evaluation TD-MPC2 also *draws* an elite (it does not
+  take the mean or the best one) and only skips the noise; we do the same.
+- Training noise: TD-MPC2 adds the refit first-step std times N(0, 1); we add ``cfg.exec_noise`` times
+  N(0, 1) (the spec's sigma_0; 0 by default so the executed action stays near what the planner chose).
+- The prior's samples are drawn here from the ``(mu, log_std)`` the model returns, with the planner's
+  generator, rather than taken from the model's own sampled action: one generator then fixes the whole
+  plan. The distribution is the same tanh-Gaussian.
+- The prior trajectories are scored once per decision, during their rollout, not re-scored in every
+  iteration as TD-MPC2 does: the world model is deterministic under ``no_grad``/eval, so the values are
+  identical and the work is saved.
+- ``prior_centred`` (the spec's "Known pitfall" option) starts the Gaussian at the prior's own action
+  sequence (``tanh(mu)`` rolled out from ``z``) with the prior's sigma, instead of the shifted warm start
+  and ``max_std``; the warm start is then unused.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from m3po.config import PlannerConfig
+from m3po.layers import SimNorm, mlp
+
+
+class PlanningModel(Protocol):
+    """What the planner calls; the world model implements it.
+
+    ``task`` is a (B,) int64 tensor of task ids, or None in single-task runs. ``B`` is any batch size.
+    """
+
+    def next(self, z: Tensor, a: Tensor, task: Tensor | None) -> Tensor:
+        """Latent dynamics: z (B,L), a (B,A) -> next latent (B,L)."""
+        ...
+
+    def reward(self, z: Tensor, a: Tensor, task: Tensor | None) -> Tensor:
+        """Expected reward: z (B,L), a (B,A) -> (B,1)."""
+        ...
+
+    def V(self, z: Tensor, task: Tensor | None) -> Tensor:
+        """Terminal value: z (B,L) -> (B,1)."""
+        ...
+
+    def pi(self, z: Tensor, task: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Policy prior: z (B,L) -> (action (B,A) in [-1,1], mu (B,A) pre-tanh mean, log_std (B,A))."""
+        ...
+
+
+@dataclass
+class PlanOutput:
+    """One planning decision for ``E`` envs.
+
+    ``std`` and ``behaviour_std`` are positive in padded action dims too (the refit std is clamped to
+    ``min_std`` there), so a Gaussian log-density over all dims stays finite; mask it like the policy's.
+    """
+
+    action: Tensor  # (E,A) executed action, in [-1,1], padded dims exactly 0
+    mean: Tensor  # (E,H,A) refit Gaussian mean (next decision's warm start, before shifting); padded dims 0
+    std: Tensor  # (E,H,A) refit Gaussian std
+    behaviour_mean: Tensor  # (E,A) mean of the distribution the executed action was drawn from (first step)
+    behaviour_std: Tensor  # (E,A) its std, widened by the exec noise where added
+    stats: dict[str, float]  # diagnostics, see MPPIPlanner.plan
+
+
+@dataclass
+class PriorRollout:
+    """The policy prior rolled out in the model from each env's latent.
+
+    ``samples``/``values``: ``num_pi_trajs`` tanh-Gaussian samples per env, taken along their own rollout,
+    and their returns. ``mean_*``: the prior's mean action ``tanh(mu)`` rolled out from ``z`` (what a
+    prior-centred planner starts from), the prior's pre-tanh sigma along it, and its return.
+    """
+
+    samples: Tensor  # (E,N_pi,H,A), padded dims 0
+    values: Tensor  # (E,N_pi)
+    mean_actions: Tensor  # (E,H,A), padded dims 0
+    mean_std: Tensor  # (E,H,A) exp(log_std) of the prior along the mean rollout
+    mean_value: Tensor  # (E,)
+
+
+def shift_warm_start(prev_mean: Tensor) -> Tensor:
+    """Last decision's mean moved one step earlier, its last step set to zero.
+
+    :param prev_mean: (E,H,A) mean of the previous decision
+    :return: (E,H,A) with ``out[:, h] = prev_mean[:, h + 1]`` and ``out[:, -1] = 0``
+    """
+    shifted = torch.zeros_like(prev_mean)
+    shifted[:, :-1] = prev_mean[:, 1:]
+    return shifted
+
+
+@torch.no_grad()
+def trajectory_return(
+    model: PlanningModel, z: Tensor, actions: Tensor, task: Tensor | None, discount: Tensor
+) -> Tensor:
+    """Score action sequences: ``J = sum_h gamma^h R(z_h, a_h) + gamma^H V(z_H)`` with a gamma per env.
+
+    All ``E x N`` sequences go through the model as one batch of ``E * N`` rows per step.
+
+    :param model: the world model
+    :param z: (E,L) start latents
+    :param actions: (E,N,H,A) action sequences, N per env
+    :param task: (E,) task ids or None
+    :param discount: (E,) per-env discount gamma
+    :return: (E,N) returns
+    """
+    num_envs, num_seqs, horizon, _ = actions.shape
+    z = z.unsqueeze(1).expand(num_envs, num_seqs, z.shape[-1]).reshape(num_envs * num_seqs, -1)
+    task = None if task is None else task.repeat_interleave(num_seqs)
+    gamma = discount.reshape(num_envs, 1)
+    flat = actions.reshape(num_envs * num_seqs, horizon, -1)
+    total = torch.zeros(num_envs, num_seqs, dtype=z.dtype, device=z.device)
+    weight = torch.ones_like(gamma)
+    for h in range(horizon):
+        a = flat[:, h].contiguous()
+        total = total + weight * model.reward(z, a, task).view(num_envs, num_seqs)
+        z = model.next(z, a, task)
+        weight = weight * gamma
+    return total + weight * model.V(z, task).view(num_envs, num_seqs)
+
+
+class MPPIPlanner:
+    """MPPI over action sequences, seeded with the policy prior, for ``E`` envs in one batched pass.
+
+    :param cfg: planner settings (``enabled`` is the caller's business: this class always plans)
+    :param act_dim: action size ``A`` (padded to the largest task's in multi-task runs); at 20 or more,
+        ``cfg.extra_iters_large_action`` iterations are added, as TD-MPC2 does
+    :param device: where planning runs (the world model's device); inputs elsewhere are moved there
+    """
+
+    def __init__(self, cfg: PlannerConfig, act_dim: int, device: torch.device | str = "cpu") -> None:
+        if cfg.iterations < 1 or cfg.horizon < 1:
+            raise ValueError(f"need iterations >= 1 and horizon >= 1, got {cfg.iterations}, {cfg.horizon}")
+        if not 0 <= cfg.num_pi_trajs < cfg.num_samples:
+            raise ValueError(f"num_pi_trajs must be in [0, num_samples), got {cfg.num_pi_trajs}")
+        if not 1 <= cfg.num_elites <= cfg.num_samples:
+            raise ValueError(f"num_elites must be in [1, num_samples], got {cfg.num_elites}")
+        if not 0 < cfg.min_std <= cfg.max_std:
+            raise ValueError(f"need 0 < min_std <= max_std, got {cfg.min_std}, {cfg.max_std}")
+        self.cfg = cfg
+        self.act_dim = act_dim
+        self.device = torch.device(device)
+        self.iterations = cfg.iterations + (cfg.extra_iters_large_action if act_dim >= 20 else 0)
+
+    @torch.no_grad()
+    def rollout_prior(
+        self,
+        model: PlanningModel,
+        z: Tensor,
+        task: Tensor | None,
+        discount: Tensor,
+        action_mask: Tensor,
+        generator: torch.Generator | None = None,
+    ) -> PriorRollout:
+        """Roll the prior out ``H`` steps from each env's latent and score what it did.
+
+        Row 0 of each env follows the prior's mean ``tanh(mu)``, rows 1..N_pi follow samples
+        ``tanh(mu + sigma * eps)``; all ``E * (N_pi + 1)`` rows share each model call.
+
+        :param model: the world model
+        :param z: (E,L) latents
+        :param task: (E,) task ids or None
+        :param discount: (E,) per-env gamma
+        :param action_mask: (E,A) 1 for real dims, 0 for padded ones
+        :param generator: source of the sampling noise
+        :return: the rollout (see :class:`PriorRollout`)
+        """
+        num_envs, horizon, act_dim = z.shape[0], self.cfg.horizon, action_mask.shape[-1]
+        rows = self.cfg.num_pi_trajs + 1
+        zs = z.unsqueeze(1).expand(num_envs, rows, z.shape[-1]).reshape(num_envs * rows, -1)
+        tasks = None if task is None else task.repeat_interleave(rows)
+        mask = action_mask.unsqueeze(1)  # (E,1,A)
+        gamma = discount.reshape(num_envs, 1)
+        actions = torch.empty(num_envs, rows, horizon, act_dim, dtype=z.dtype, device=z.device)
+        mean_std = torch.empty(num_envs, horizon, act_dim, dtype=z.dtype, device=z.device)
+        total = torch.zeros(num_envs, rows, dtype=z.dtype, device=z.device)
+        weight = torch.ones_like(gamma)
+        for h in range(horizon):
+            _, mu, log_std = model.pi(zs, tasks)
+            mu, std = mu.view(num_envs, rows, act_dim), log_std.exp().view(num_envs, rows, act_dim)
+            noise = torch.randn(
+                num_envs, rows - 1, act_dim, dtype=z.dtype, device=z.device, generator=generator
+            )
+            pre_tanh = torch.cat([mu[:, :1], mu[:, 1:] + std[:, 1:] * noise], dim=1)
+            a = torch.tanh(pre_tanh) * mask
+            actions[:, :, h] = a
+            mean_std[:, h] = std[:, 0]
+            a = a.reshape(num_envs * rows, act_dim)
+            total = total + weight * model.reward(zs, a, tasks).view(num_envs, rows)
+            zs = model.next(zs, a, tasks)
+            weight = weight * gamma
+        total = total + weight * model.V(zs, tasks).view(num_envs, rows)
+        return PriorRollout(
+            samples=actions[:, 1:],
+            values=total[:, 1:],
+            mean_actions=actions[:, 0],
+            mean_std=mean_std,
+            mean_value=total[:, 0],
+        )
+
+    def initial_gaussian(
+        self, prior: PriorRollout, prev_mean: Tensor | None, action_mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The sampling Gaussian at the start of a decision.
+
+        Prior-centred: the prior's mean sequence and its sigma clamped to ``[min_std, max_std]``.
+        Otherwise (TD-MPC2): the shifted warm start (zero without one) and ``max_std``.
+
+        :param prior: this decision's prior rollout
+        :param prev_mean: (E,H,A) last decision's mean, or None; rows the caller zeroed mean "no warm start"
+        :param action_mask: (E,A)
+        :return: mean (E,H,A) with padded dims 0, std (E,H,A)
+        """
+        cfg = self.cfg
+        if cfg.prior_centred:
+            return prior.mean_actions.clone(), prior.mean_std.clamp(cfg.min_std, cfg.max_std)
+        like = prior.mean_actions
+        mean = torch.zeros_like(like) if prev_mean is None else shift_warm_start(prev_mean.to(like))
+        return mean * action_mask.unsqueeze(1), torch.full_like(like, cfg.max_std)
+
+    @torch.no_grad()
+    def plan(
+        self,
+        model: PlanningModel,
+        z: Tensor,
+        task: Tensor | None,
+        discount: Tensor,
+        action_mask: Tensor,
+        prev_mean: Tensor | None,
+        eval_mode: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> PlanOutput:
+        """Plan one action for each of ``E`` envs.
+
+        ``stats`` (floats, averaged over envs and real action dims): ``elite_return`` mean J of the final
+        elites, ``best_return`` best J, ``prior_return`` J of the prior's mean sequence, ``std0`` refit std
+        of the first step, ``prior_gap`` mean |executed action - prior mean action tanh(mu(z))|,
+        ``elite_prior_share`` share of final elites that are prior rollouts, ``saturated_share`` share of
+        executed action components at +-1 (where the prior's density collapses), ``iterations``.
+
+        :param model: the world model
+        :param z: (E,L) latents of the E envs
+        :param task: (E,) int64 task ids, or None
+        :param discount: (E,) per-env gamma
+        :param action_mask: (E,A) 1 for real action dims, 0 for padded ones
+        :param prev_mean: (E,H,A) last decision's ``PlanOutput.mean`` (shifted here), or None
+        :param eval_mode: no noise on the executed action
+        :param generator: the only source of randomness (must be on the planner's device); same seed,
+            same plan
+        :return: the decision, see :class:`PlanOutput`
+        """
+        cfg = self.cfg
+        num_envs = z.shape[0]
+        horizon, act_dim, num_pi = cfg.horizon, self.act_dim, cfg.num_pi_trajs
+        if action_mask.shape != (num_envs, act_dim):
+            raise ValueError(f"action_mask must be ({num_envs}, {act_dim}), got {tuple(action_mask.shape)}")
+        if prev_mean is not None and prev_mean.shape != (num_envs, horizon, act_dim):
+            raise ValueError(
+                f"prev_mean must be ({num_envs}, {horizon}, {act_dim}), got {tuple(prev_mean.shape)}"
+            )
+        # Moves are no-ops when the caller already keeps everything on the model's device.
+        z = z.to(self.device)
+        dtype, device = z.dtype, z.device
+        task = None if task is None else task.to(device)
+        prev_mean = None if prev_mean is None else prev_mean.to(device)
+        mask = action_mask.to(device, dtype)
+        discount = torch.as_tensor(discount, dtype=dtype, device=device).expand(num_envs)
+
+        prior = self.rollout_prior(model, z, task, discount, mask, generator)
+        mean, std = self.initial_gaussian(prior, prev_mean, mask)
+
+        num_new = cfg.num_samples - num_pi
+        actions = torch.empty(num_envs, cfg.num_samples, horizon, act_dim, dtype=dtype, device=device)
+        actions[:, :num_pi] = prior.samples
+        values = torch.empty(num_envs, cfg.num_samples, dtype=dtype, device=device)
+        values[:, :num_pi] = prior.values.nan_to_num(0.0)
+        seq_mask = mask[:, None, None, :]  # (E,1,1,A)
+        for _ in range(self.iterations):
+            noise = torch.randn(
+                num_envs, num_new, horizon, act_dim, dtype=dtype, device=device, generator=generator
+            )
+            sampled = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(-1, 1) * seq_mask
+            actions[:, num_pi:] = sampled
+            # A diverging model can return NaN; TD-MPC2 scores those sequences 0 rather than poison topk.
+            values[:, num_pi:] = trajectory_return(model, z, sampled, task, discount).nan_to_num(0.0)
+            elite_values, elite_idx = values.topk(cfg.num_elites, dim=1)  # sorted: column 0 is the max
+            elites = actions.gather(1, elite_idx[:, :, None, None].expand(-1, -1, horizon, act_dim))
+            weights = torch.exp(cfg.temperature * (elite_values - elite_values[:, :1]))
+            weights = weights / weights.sum(dim=1, keepdim=True)
+            w = weights[:, :, None, None]
+            mean = (w * elites).sum(dim=1) * mask.unsqueeze(1)
+            std = (w * (elites - mean.unsqueeze(1)) ** 2).sum(dim=1).sqrt().clamp(cfg.min_std, cfg.max_std)
+
+        choice = torch.multinomial(weights, 1, generator=generator).squeeze(1)  # (E,)
+        action = elites[torch.arange(num_envs, device=device), choice, 0]
+        behaviour_std = std[:, 0]
+        if not eval_mode and cfg.exec_noise > 0:
+            noise = torch.randn(num_envs, act_dim, dtype=dtype, device=device, generator=generator)
+            action = (action + cfg.exec_noise * noise).clamp(-1, 1) * mask
+            # The action is drawn from the elite mixture (moment-matched: mean[0], std[0]) plus
+            # independent noise, so the variances add.
+            behaviour_std = (behaviour_std**2 + cfg.exec_noise**2).sqrt()
+
+        real = mask.sum().clamp(min=1.0)
+        diagnostics = {
+            "elite_return": elite_values.mean(),
+            "best_return": elite_values[:, 0].mean(),
+            "prior_return": prior.mean_value.mean(),
+            "std0": (std[:, 0] * mask).sum() / real,
+            "prior_gap": ((action - prior.mean_actions[:, 0]).abs() * mask).sum() / real,
+            "elite_prior_share": (elite_idx < num_pi).to(dtype).mean(),
+            "saturated_share": ((action.abs() >= 1.0) * mask).sum() / real,
+        }
+        # One stacked transfer: a single device sync for all diagnostics.
+        stats = dict(zip(diagnostics, torch.stack(list(diagnostics.values())).tolist(), strict=True))
+        stats["iterations"] = float(self.iterations)
+        return PlanOutput(
+            action=action,
+            mean=mean,
+            std=std,
+            behaviour_mean=mean[:, 0],
+            behaviour_std=behaviour_std,
+            stats=stats,
+        )
+
+
+class _RandomWorldModel(nn.Module):
+    """A randomly initialised TD-MPC2-shaped world model (NormedLinear/Mish MLPs), for timing only."""
+
+    def __init__(self, latent_dim: int, act_dim: int, mlp_dim: int) -> None:
+        super().__init__()
+        hidden = [mlp_dim, mlp_dim]
+        out_act = SimNorm(8) if latent_dim % 8 == 0 else None
+        self._dynamics = mlp(latent_dim + act_dim, hidden, latent_dim, out_act=out_act)
+        self._reward = mlp(latent_dim + act_dim, hidden, 1)
+        self._value = mlp(latent_dim, hidden, 1)
+        self._pi = mlp(latent_dim, hidden, 2 * act_dim)
+
+    def next(self, z: Tensor, a: Tensor, task: Tensor | None) -> Tensor:
+        return self._dynamics(torch.cat([z, a], dim=-1))
+
+    def reward(self, z: Tensor, a: Tensor, task: Tensor | None) -> Tensor:
+        return self._reward(torch.cat([z, a], dim=-1))
+
+    def V(self, z: Tensor, task: Tensor | None) -> Tensor:
+        return self._value(z)
+
+    def pi(self, z: Tensor, task: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        mu, log_std = self._pi(z).chunk(2, dim=-1)
+        log_std = log_std.clamp(-5.0, 2.0)
+        return torch.tanh(mu + log_std.exp() * torch.randn_like(mu)), mu, log_std
+
+
+def time_decision(
+    cfg: PlannerConfig, num_envs: int, obs_latent: int, act_dim: int, mlp_dim: int, repeats: int
+) -> float:
+    """Median wall-clock milliseconds of one :meth:`MPPIPlanner.plan` call on CPU, 2 torch threads.
+
+    The model is a random TD-MPC2-shaped MLP world model (two hidden NormedLinear/Mish layers per head;
+    ``cpu`` preset: latent 64, mlp 128; ``paper``: 512, 512). Each call warm-starts from the previous
+    one, as in a rollout. The thread count is restored afterwards.
+
+    :param cfg: planner settings
+    :param num_envs: envs planned in one call
+    :param obs_latent: latent size L
+    :param act_dim: action size A
+    :param mlp_dim: hidden width of the model's heads
+    :param repeats: timed calls (after 2 untimed warm-up calls)
+    :return: median milliseconds per decision
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        model = _RandomWorldModel(obs_latent, act_dim, mlp_dim).eval()
+        planner = MPPIPlanner(cfg, act_dim)
+        generator = torch.Generator().manual_seed(0)
+        z = torch.randn(num_envs, obs_latent, generator=generator)
+        discount = torch.full((num_envs,), 0.99)
+        mask = torch.ones(num_envs, act_dim)
+        prev_mean = None
+        times = []
+        for i in range(repeats + 2):
+            start = time.perf_counter()
+            out = planner.plan(model, z, None, discount, mask, prev_mean, generator=generator)
+            if i >= 2:
+                times.append((time.perf_counter() - start) * 1e3)
+            prev_mean = out.mean
+        return statistics.median(times)
+    finally:
+        torch.set_num_threads(threads)

@@ -1,0 +1,100 @@
+"""M3PO's implicit world model and actor-critic: ``encode``, ``next``, ``reward``, ``pi``, ``V``.
+
+No decoder: nothing reconstructs observations. All components take the task embedding in
+multi-task runs. Design choices (see ``shared/spec/m3po-algorithm.md``):
+
+- one encoder serves dynamics, reward, value and policy; the encoder learns from the world-model
+  losses and the value loss, while the policy reads a detached latent (as TD-MPC2's policy does), so
+  PPO's actor gradients cannot reshape the latent space the planner relies on;
+- reward and value are discrete (two-hot over symlog bins) regressions, robust to the very
+  different reward scales of the 80 tasks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from m3po.config import ModelConfig
+from m3po.distributions import TanhGaussian
+from m3po.layers import SimNorm, TwoHot, mlp, zero_
+
+
+class WorldModel(nn.Module):
+    """Encoder, latent dynamics, reward head, value head and tanh-Gaussian policy prior.
+
+    :param cfg: model sizes
+    :param obs_dim: (padded) observation size
+    :param act_dim: (padded) action size
+    :param task_action_mask: (n_tasks, act_dim) 1 for each task's real action dims, 0 for padding
+    """
+
+    def __init__(self, cfg: ModelConfig, obs_dim: int, act_dim: int, task_action_mask: torch.Tensor) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.obs_dim = obs_dim
+        self.act_dim = act_dim
+        self.n_tasks = int(task_action_mask.shape[0])
+        self.multitask = self.n_tasks > 1
+        task_dim = cfg.task_dim if self.multitask else 0
+        self.register_buffer("task_action_mask", task_action_mask.float().clone())
+        self._task_emb = nn.Embedding(self.n_tasks, task_dim, max_norm=1.0) if self.multitask else None
+        latent, hidden = cfg.latent_dim, [cfg.mlp_dim, cfg.mlp_dim]
+        simnorm = SimNorm(cfg.simnorm_dim)
+        self._encoder = mlp(obs_dim + task_dim, [cfg.enc_dim] * cfg.num_enc_layers, latent, out_act=simnorm)
+        self._dynamics = mlp(latent + act_dim + task_dim, hidden, latent, out_act=SimNorm(cfg.simnorm_dim))
+        self._reward = zero_(mlp(latent + act_dim + task_dim, hidden, cfg.num_bins))
+        self._value = zero_(mlp(latent + task_dim, hidden, cfg.num_bins))
+        self._pi = mlp(latent + task_dim, hidden, 2 * act_dim)
+        self.twohot = TwoHot(cfg.num_bins, cfg.vmin, cfg.vmax)
+
+    def _with_task(self, x: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        if self._task_emb is None:
+            return x
+        if task is None:
+            raise ValueError("a multi-task model needs task ids")
+        return torch.cat([x, self._task_emb(task)], dim=-1)
+
+    def action_mask(self, task: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """(batch, act_dim) mask of real action dims."""
+        if task is None:
+            return self.task_action_mask[0].expand(batch, -1)
+        return self.task_action_mask[task]
+
+    def encode(self, obs: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        """Observations (B, obs_dim) -> latents (B, latent_dim)."""
+        return self._encoder(self._with_task(obs, task))
+
+    def next(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        """Latent dynamics: (B, L), (B, A) -> (B, L)."""
+        return self._dynamics(self._with_task(torch.cat([z, a], dim=-1), task))
+
+    def reward_logits(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        """(B, L), (B, A) -> reward logits (B, num_bins)."""
+        return self._reward(self._with_task(torch.cat([z, a], dim=-1), task))
+
+    def reward(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        """Expected reward (B, 1)."""
+        return self.twohot.decode(self.reward_logits(z, a, task))
+
+    def value_logits(self, z: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        """(B, L) -> value logits (B, num_bins)."""
+        return self._value(self._with_task(z, task))
+
+    def V(self, z: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:  # noqa: N802 (TD-MPC2's name)
+        """On-policy state value (B, 1)."""
+        return self.twohot.decode(self.value_logits(z, task))
+
+    def dist(self, z: torch.Tensor, task: torch.Tensor | None) -> TanhGaussian:
+        """The policy prior at latents ``z`` (detached: the actor does not shape the latent)."""
+        mu, raw_log_std = self._pi(self._with_task(z.detach(), task)).chunk(2, dim=-1)
+        lo, hi = self.cfg.log_std_min, self.cfg.log_std_max
+        log_std = lo + 0.5 * (hi - lo) * (torch.tanh(raw_log_std) + 1)
+        return TanhGaussian(mu, log_std, self.action_mask(task, z.shape[0]))
+
+    def pi(
+        self, z: torch.Tensor, task: torch.Tensor | None, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample the prior: (action (B, A) with padded dims 0, pre-tanh mean (B, A), log std (B, A))."""
+        dist = self.dist(z, task)
+        return dist.sample(generator), dist.mu, dist.log_std
