@@ -58,7 +58,8 @@ def test_run_writes_a_complete_record(tmp_path):
     assert [r["step"] for r in train] == [32, 64, 96, 128]
     for key in (
         "loss/actor", "loss/value", "loss/consistency", "loss/reward", "bonus/eps_mean",
-        "bonus/clipped_share", "ppo/clip_fraction", "ppo/approx_kl", "ppo/log_prob_old_mean", "time/sps", "planner/prior_gap",
+        "bonus/clipped_share", "ppo/clip_fraction", "ppo/approx_kl", "ppo/log_prob_old_mean", "time/sps",
+        "planner/prior_gap",
     ):  # fmt: skip
         assert key in train[-1], key
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 128
