@@ -32,7 +32,16 @@ def _bench_envs(args: argparse.Namespace) -> dict[str, Any]:
     return envs.run(seconds=args.seconds, scale_envs=args.scale_envs, scale_tasks=args.scale_tasks)
 
 
-BENCHMARKS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"envs": _bench_envs}
+def _bench_planner(args: argparse.Namespace) -> dict[str, Any]:
+    from m3po.bench import planner
+
+    return planner.run()
+
+
+BENCHMARKS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "envs": _bench_envs,
+    "planner": _bench_planner,
+}
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -25,16 +25,13 @@ Where we follow TD-MPC2 and where we depart:
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from m3po.config import PlannerConfig
-from m3po.layers import SimNorm, mlp
 
 
 class PlanningModel(Protocol):
@@ -336,70 +333,3 @@ class MPPIPlanner:
             behaviour_std=behaviour_std,
             stats=stats,
         )
-
-
-class _RandomWorldModel(nn.Module):
-    """A randomly initialised TD-MPC2-shaped world model (NormedLinear/Mish MLPs), for timing only."""
-
-    def __init__(self, latent_dim: int, act_dim: int, mlp_dim: int) -> None:
-        super().__init__()
-        hidden = [mlp_dim, mlp_dim]
-        out_act = SimNorm(8) if latent_dim % 8 == 0 else None
-        self._dynamics = mlp(latent_dim + act_dim, hidden, latent_dim, out_act=out_act)
-        self._reward = mlp(latent_dim + act_dim, hidden, 1)
-        self._value = mlp(latent_dim, hidden, 1)
-        self._pi = mlp(latent_dim, hidden, 2 * act_dim)
-
-    def next(self, z: Tensor, a: Tensor, task: Tensor | None) -> Tensor:
-        return self._dynamics(torch.cat([z, a], dim=-1))
-
-    def reward(self, z: Tensor, a: Tensor, task: Tensor | None) -> Tensor:
-        return self._reward(torch.cat([z, a], dim=-1))
-
-    def V(self, z: Tensor, task: Tensor | None) -> Tensor:
-        return self._value(z)
-
-    def pi(self, z: Tensor, task: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        mu, log_std = self._pi(z).chunk(2, dim=-1)
-        log_std = log_std.clamp(-5.0, 2.0)
-        return torch.tanh(mu + log_std.exp() * torch.randn_like(mu)), mu, log_std
-
-
-def time_decision(
-    cfg: PlannerConfig, num_envs: int, obs_latent: int, act_dim: int, mlp_dim: int, repeats: int
-) -> float:
-    """Median wall-clock milliseconds of one :meth:`MPPIPlanner.plan` call on CPU, 2 torch threads.
-
-    The model is a random TD-MPC2-shaped MLP world model (two hidden NormedLinear/Mish layers per head;
-    ``cpu`` preset: latent 64, mlp 128; ``paper``: 512, 512). Each call warm-starts from the previous
-    one, as in a rollout. The thread count is restored afterwards.
-
-    :param cfg: planner settings
-    :param num_envs: envs planned in one call
-    :param obs_latent: latent size L
-    :param act_dim: action size A
-    :param mlp_dim: hidden width of the model's heads
-    :param repeats: timed calls (after 2 untimed warm-up calls)
-    :return: median milliseconds per decision
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        torch.manual_seed(0)
-        model = _RandomWorldModel(obs_latent, act_dim, mlp_dim).eval()
-        planner = MPPIPlanner(cfg, act_dim)
-        generator = torch.Generator().manual_seed(0)
-        z = torch.randn(num_envs, obs_latent, generator=generator)
-        discount = torch.full((num_envs,), 0.99)
-        mask = torch.ones(num_envs, act_dim)
-        prev_mean = None
-        times = []
-        for i in range(repeats + 2):
-            start = time.perf_counter()
-            out = planner.plan(model, z, None, discount, mask, prev_mean, generator=generator)
-            if i >= 2:
-                times.append((time.perf_counter() - start) * 1e3)
-            prev_mean = out.mean
-        return statistics.median(times)
-    finally:
-        torch.set_num_threads(threads)

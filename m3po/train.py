@@ -351,9 +351,16 @@ class Trainer:
         )
         return batch, obs, {k: float(np.mean(v)) for k, v in plan_stats.items()}
 
-    def _evaluate(self, agent: M3POAgent, train_env: VecEnv, state: TrainState, log: JsonlLog) -> float:
-        """Deterministic evaluation: ``eval_episodes`` fresh episodes per task; returns the mean score."""
+    def _evaluate(
+        self, agent: M3POAgent, train_env: VecEnv, state: TrainState, log: JsonlLog
+    ) -> float | None:
+        """Evaluation: ``eval_episodes`` fresh episodes per task, planner in eval mode (no exec noise).
+
+        Returns the mean score over tasks (None when ``eval_episodes`` is 0).
+        """
         cfg = self.cfg
+        if cfg.eval_episodes == 0:
+            return None
         n_tasks = len(train_env.tasks)
         parallel = cfg.eval_episodes if n_tasks == 1 else 1
         rounds = math.ceil(cfg.eval_episodes / parallel)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from m3po.config import PlannerConfig
-from m3po.planner import MPPIPlanner, PlanOutput, shift_warm_start, time_decision, trajectory_return
+from m3po.planner import MPPIPlanner, PlanOutput, shift_warm_start, trajectory_return
 
 # Converges in a few iterations on the quadratic models below (TD-MPC2's sizes, more iterations).
 CFG = PlannerConfig(
@@ -256,11 +256,6 @@ def test_stats_are_finite_floats() -> None:
         out.stats
     )
     assert all(isinstance(v, float) and v == v for v in out.stats.values())
-
-
-def test_time_decision_returns_milliseconds() -> None:
-    cfg = dataclasses.replace(CFG, num_samples=16, num_pi_trajs=4, num_elites=4, iterations=1)
-    assert time_decision(cfg, num_envs=2, obs_latent=16, act_dim=2, mlp_dim=16, repeats=2) > 0
 
 
 def test_exec_noise_only_in_training() -> None:

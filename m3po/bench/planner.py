@@ -1,0 +1,68 @@
+"""``m3po bench planner``: milliseconds per planning decision and training agent steps/s.
+
+The planner plans with the real world model of each preset (random weights: the cost does not
+depend on them), for 1, 16 and 64 envs; a decision is one batched ``plan`` call for all envs.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from m3po.config import make_config
+from m3po.planner import MPPIPlanner
+from m3po.world_model import WorldModel
+
+OBS_DIM, ACT_DIM = 24, 6  # walker's sizes: a mid-sized DMControl task
+
+
+def decision_ms(preset: str, num_envs: int, repeats: int) -> float:
+    """Median milliseconds of one planning decision for ``num_envs`` envs with ``preset``'s sizes."""
+    cfg = make_config(preset)
+    torch.manual_seed(0)
+    model = WorldModel(cfg.model, OBS_DIM, ACT_DIM, torch.ones(1, ACT_DIM)).eval()
+    planner = MPPIPlanner(cfg.planner, ACT_DIM)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        z = model.encode(torch.randn(num_envs, OBS_DIM, generator=generator), None)
+    discount = torch.full((num_envs,), 0.99)
+    mask = torch.ones(num_envs, ACT_DIM)
+    times, prev_mean = [], None
+    for i in range(repeats + 2):  # 2 warm-up calls
+        start = time.perf_counter()
+        out = planner.plan(model, z, None, discount, mask, prev_mean, generator=generator)
+        if i >= 2:
+            times.append((time.perf_counter() - start) * 1e3)
+        prev_mean = out.mean
+    return statistics.median(times)
+
+
+def training_sps(steps: int) -> float:
+    """Agent steps/s of ``cpu``-preset training on cartpole-swingup (collection + updates, no evaluation)."""
+    from m3po.train import Trainer
+
+    cfg = make_config("cpu", steps=steps, eval_episodes=0, checkpoint_every=0)
+    with tempfile.TemporaryDirectory() as run_dir:
+        Trainer(cfg, Path(run_dir), progress=False).run()
+        rows = [json.loads(line) for line in (Path(run_dir) / "train.jsonl").read_text().splitlines()]
+    return statistics.median(row["time/sps"] for row in rows[1:] or rows)  # the first includes warm-up
+
+
+def run(repeats: int = 10, train_steps: int = 4096) -> dict[str, Any]:
+    """All figures; ``paper`` sizes get fewer repeats (a CPU decision takes seconds there)."""
+    figures: dict[str, Any] = {"threads": torch.get_num_threads(), "ms_per_decision": {}}
+    for preset, reps in (("cpu", repeats), ("paper", max(1, repeats // 5))):
+        figures["ms_per_decision"][preset] = {
+            str(n): round(decision_ms(preset, n, reps), 2) for n in (1, 16, 64)
+        }
+    cpu = figures["ms_per_decision"]["cpu"]
+    figures["cpu_16_over_1"] = round(cpu["16"] / cpu["1"], 2)
+    figures["target_16_over_1"] = 3.0
+    figures["train_sps_cpu_cartpole"] = round(training_sps(train_steps), 1)
+    return figures
