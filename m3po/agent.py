@@ -83,6 +83,9 @@ class M3POAgent:
         self.model = WorldModel(cfg.model, obs_dim, act_dim, task_action_mask).to(device)
         self.task_discount = task_discount.to(device, torch.float32)
         self.planner = MPPIPlanner(cfg.planner, act_dim, device)
+        self._actor_params = list(self.model._pi.parameters())
+        actor_ids = {id(p) for p in self._actor_params}
+        self._model_params = [p for p in self.model.parameters() if id(p) not in actor_ids]
         encoder = list(self.model._encoder.parameters())
         encoder_ids = {id(p) for p in encoder}
         rest = [p for p in self.model.parameters() if id(p) not in encoder_ids]
@@ -225,7 +228,10 @@ class M3POAgent:
                 )
                 self.optim.zero_grad(set_to_none=True)
                 total.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.ppo.max_grad_norm)
+                # The actor and the model clip apart: the consistency loss's large gradients must not
+                # shrink PPO's step.
+                grad_norm = torch.nn.utils.clip_grad_norm_(self._actor_params, cfg.ppo.max_grad_norm)
+                model_grad_norm = torch.nn.utils.clip_grad_norm_(self._model_params, cfg.wm.max_grad_norm)
                 self.optim.step()
                 with torch.no_grad():
                     raw_log_ratio = log_prob - old_log_prob[idx]
@@ -238,6 +244,7 @@ class M3POAgent:
                         .mean()
                         .item(),
                         "ppo/grad_norm": grad_norm.item(),
+                        "wm/grad_norm": model_grad_norm.item(),
                     }
                 for key, value in stats.items():
                     logs.setdefault(key, []).append(value)

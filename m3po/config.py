@@ -44,12 +44,9 @@ class PlannerConfig:
     temperature: float = 0.5  # tau, weights exp(tau * (J - max J))
     min_std: float = 0.05  # sigma floor of the sampling Gaussian
     max_std: float = 2.0  # sigma at the start of each decision
-    exec_noise: float = (
-        0.0  # sigma_0, noise on the executed action in training (choice; 0 keeps it on the prior)
-    )
-    prior_centred: bool = (
-        True  # start the Gaussian at the prior's mean and sigma (issue 8) instead of 0, max_std
-    )
+    exec_noise: float = 0.0  # sigma_0, noise on the executed action in training (0 keeps it on the prior)
+    prior_centred: bool = True  # start at the prior's mean and sigma (issue 8), not at 0 and max_std
+    sample_space: str = "pretanh"  # pretanh: Gaussian over pre-tanh actions | action: TD-MPC2's, clamped
     extra_iters_large_action: int = 2  # TD-MPC2 adds iterations when the action size is >= 20
 
 
@@ -71,14 +68,14 @@ class PPOConfig:
     """On-policy learning of actor and critic."""
 
     rollout_len: int = 64  # T, agent steps per env between updates
-    epochs: int = 4  # E, passes over the batch per update
+    epochs: int = 10  # E, passes over the batch per update (stable-baselines3's PPO default)
     minibatch_size: int = 256  # transitions per minibatch
     clip: float = 0.2  # epsilon_clip (choice: PPO's default; the paper's value was lost)
     ent_coef: float = 1e-3  # entropy bonus weight, sample estimate -log pi (choice)
     value_coef: float = 0.5  # critic loss weight
     gae_lambda: float = 0.95  # lambda (choice)
     lr: float = 3e-4  # Adam learning rate of actor, critic and world model
-    max_grad_norm: float = 1.0  # global gradient-norm clip
+    max_grad_norm: float = 0.5  # gradient-norm clip of the policy head (PPO's default)
     normalize_advantage: bool = True  # standardise advantages per minibatch
     log_ratio_clamp: float = 20.0  # clamp of log pi_new - log pi_old before exp (overflow guard)
     behaviour_density: str = (
@@ -95,6 +92,9 @@ class WorldModelLossConfig:
     rho: float = 0.5  # temporal decay of the per-step losses
     horizon: int = 3  # rollout length of the losses (H)
     enc_lr_scale: float = 0.3  # encoder learning rate multiplier
+    max_grad_norm: float = (
+        20.0  # gradient-norm clip of world model and critic (TD-MPC2's), apart from the actor
+    )
 
 
 @dataclass
@@ -136,7 +136,7 @@ PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
         "num_envs": 8,
         "model": {"latent_dim": 64, "enc_dim": 128, "num_enc_layers": 1, "mlp_dim": 128, "num_bins": 51},
         "planner": {"num_samples": 64, "num_pi_trajs": 8, "num_elites": 8, "iterations": 2},
-        "ppo": {"rollout_len": 64, "minibatch_size": 256},
+        "ppo": {"rollout_len": 64, "minibatch_size": 128},
     },
 }
 
@@ -199,6 +199,7 @@ _CHOICES = {
     "bonus.schedule": ("linear", "constant", "cosine"),
     "bonus.scale": ("none", "std"),
     "ppo.behaviour_density": ("prior", "planner"),
+    "planner.sample_space": ("pretanh", "action"),
 }
 _NON_NEGATIVE = (
     "steps",

@@ -20,7 +20,7 @@ from sacred import SETTINGS, Experiment
 from sacred.arg_parser import get_config_updates
 from sacred.observers import FileStorageObserver
 
-from m3po.config import ConfigError, M3POConfig, make_config
+from m3po.config import ConfigError, M3POConfig, make_config, preset_dict
 
 # tqdm draws the progress bar on stderr; Sacred's default fd capture would swallow its redraws.
 SETTINGS.CAPTURE_MODE = "sys"
@@ -49,19 +49,19 @@ def build_experiment() -> Experiment:
         run_dir = None  # None: results/runs/{algo}/{task}/seed{seed}
         progress = True  # progress bar on stderr
         mongo_url = None  # also record to MongoDB (or set M3PO_MONGO_URL)
-        # Any other M3POConfig field; None or {} keeps the preset's value (planner.horizon=5, ...).
-        num_envs = None  # vectorized environments
-        vec_mode = None  # sync | async
-        eval_every = None  # agent steps between evaluations
-        eval_episodes = None  # evaluation episodes per task
-        checkpoint_every = None  # agent steps between checkpoints
-        device = None  # auto | cpu | cuda
-        threads = None  # torch threads
-        model = {}  # model sizes
-        planner = {}  # MPPI settings
-        bonus = {}  # exploration bonus
-        ppo = {}  # PPO settings
-        wm = {}  # world-model losses
+        # Every other M3POConfig field, from the preset; override any, e.g. planner.horizon=5.
+        num_envs = preset_dict(preset)["num_envs"]  # vectorized environments
+        vec_mode = preset_dict(preset)["vec_mode"]  # sync | async
+        eval_every = preset_dict(preset)["eval_every"]  # agent steps between evaluations
+        eval_episodes = preset_dict(preset)["eval_episodes"]  # evaluation episodes per task
+        checkpoint_every = preset_dict(preset)["checkpoint_every"]  # agent steps between checkpoints
+        device = preset_dict(preset)["device"]  # auto | cpu | cuda
+        threads = preset_dict(preset)["threads"]  # torch threads (0: torch's default)
+        model = preset_dict(preset)["model"]  # model sizes
+        planner = preset_dict(preset)["planner"]  # MPPI settings
+        bonus = preset_dict(preset)["bonus"]  # exploration bonus
+        ppo = preset_dict(preset)["ppo"]  # PPO settings
+        wm = preset_dict(preset)["wm"]  # world-model losses
 
     @ex.main
     def main(_config: dict[str, Any], _run: Any) -> dict[str, Any]:
@@ -84,9 +84,7 @@ def resolve_config(values: dict[str, Any]) -> M3POConfig:
     algo = values.get("algo")
     if algo not in ALGOS:
         raise ConfigError(f"unknown algo {algo!r}; valid: {', '.join(ALGOS)}")
-    updates = {
-        k: v for k, v in values.items() if k in CONFIG_FIELDS and k != "preset" and v is not None and v != {}
-    }
+    updates = {k: v for k, v in values.items() if k in CONFIG_FIELDS and k != "preset"}
     unknown = sorted(set(values) - CONFIG_FIELDS - RUN_KEYS)
     if unknown:
         raise ConfigError(

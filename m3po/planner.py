@@ -33,6 +33,10 @@ from torch import Tensor
 
 from m3po.config import PlannerConfig
 
+# |pre-tanh action| bound: float32 tanh stays strictly inside (-1, 1) (it rounds to 1 past about 9) and
+# inside the clamp that TanhGaussian.log_prob applies (|a| <= 1 - 1e-6, i.e. |u| <= 7.25).
+PRE_TANH_LIMIT = 7.0
+
 
 class PlanningModel(Protocol):
     """What the planner calls; the world model implements it.
@@ -66,7 +70,8 @@ class PlanOutput:
     """
 
     action: Tensor  # (E,A) executed action, in [-1,1], padded dims exactly 0
-    mean: Tensor  # (E,H,A) refit Gaussian mean (next decision's warm start, before shifting); padded dims 0
+    mean: Tensor  # (E,H,A) refit Gaussian mean (next decision's warm start, before shifting); padded dims 0;
+    # in the sampling space (pre-tanh actions when cfg.sample_space == "pretanh")
     std: Tensor  # (E,H,A) refit Gaussian std
     behaviour_mean: Tensor  # (E,A) mean of the distribution the executed action was drawn from (first step)
     behaviour_std: Tensor  # (E,A) its std, widened by the exec noise where added
@@ -83,8 +88,10 @@ class PriorRollout:
     """
 
     samples: Tensor  # (E,N_pi,H,A), padded dims 0
+    samples_pre_tanh: Tensor  # (E,N_pi,H,A) the same before tanh, padded dims 0
     values: Tensor  # (E,N_pi)
     mean_actions: Tensor  # (E,H,A), padded dims 0
+    mean_pre_tanh: Tensor  # (E,H,A) mu along the mean rollout, padded dims 0
     mean_std: Tensor  # (E,H,A) exp(log_std) of the prior along the mean rollout
     mean_value: Tensor  # (E,)
 
@@ -183,6 +190,7 @@ class MPPIPlanner:
         mask = action_mask.unsqueeze(1)  # (E,1,A)
         gamma = discount.reshape(num_envs, 1)
         actions = torch.empty(num_envs, rows, horizon, act_dim, dtype=z.dtype, device=z.device)
+        pre_tanh_actions = torch.empty_like(actions)
         mean_std = torch.empty(num_envs, horizon, act_dim, dtype=z.dtype, device=z.device)
         total = torch.zeros(num_envs, rows, dtype=z.dtype, device=z.device)
         weight = torch.ones_like(gamma)
@@ -193,8 +201,10 @@ class MPPIPlanner:
                 num_envs, rows - 1, act_dim, dtype=z.dtype, device=z.device, generator=generator
             )
             pre_tanh = torch.cat([mu[:, :1], mu[:, 1:] + std[:, 1:] * noise], dim=1)
-            a = torch.tanh(pre_tanh) * mask
+            pre_tanh = pre_tanh * mask
+            a = torch.tanh(pre_tanh)
             actions[:, :, h] = a
+            pre_tanh_actions[:, :, h] = pre_tanh
             mean_std[:, h] = std[:, 0]
             a = a.reshape(num_envs * rows, act_dim)
             total = total + weight * model.reward(zs, a, tasks).view(num_envs, rows)
@@ -203,8 +213,10 @@ class MPPIPlanner:
         total = total + weight * model.V(zs, tasks).view(num_envs, rows)
         return PriorRollout(
             samples=actions[:, 1:],
+            samples_pre_tanh=pre_tanh_actions[:, 1:],
             values=total[:, 1:],
             mean_actions=actions[:, 0],
+            mean_pre_tanh=pre_tanh_actions[:, 0],
             mean_std=mean_std,
             mean_value=total[:, 0],
         )
@@ -224,7 +236,8 @@ class MPPIPlanner:
         """
         cfg = self.cfg
         if cfg.prior_centred:
-            return prior.mean_actions.clone(), prior.mean_std.clamp(cfg.min_std, cfg.max_std)
+            centre = prior.mean_pre_tanh if cfg.sample_space == "pretanh" else prior.mean_actions
+            return centre.clone(), prior.mean_std.clamp(cfg.min_std, cfg.max_std)
         like = prior.mean_actions
         mean = torch.zeros_like(like) if prev_mean is None else shift_warm_start(prev_mean.to(like))
         return mean * action_mask.unsqueeze(1), torch.full_like(like, cfg.max_std)
@@ -282,6 +295,10 @@ class MPPIPlanner:
 
         num_new = cfg.num_samples - num_pi
         actions = torch.empty(num_envs, cfg.num_samples, horizon, act_dim, dtype=dtype, device=device)
+        pretanh = cfg.sample_space == "pretanh"
+        # The Gaussian lives in the sampling space; the model always scores squashed actions.
+        samples = torch.empty_like(actions)
+        samples[:, :num_pi] = prior.samples_pre_tanh if pretanh else prior.samples
         actions[:, :num_pi] = prior.samples
         values = torch.empty(num_envs, cfg.num_samples, dtype=dtype, device=device)
         values[:, :num_pi] = prior.values.nan_to_num(0.0)
@@ -290,12 +307,20 @@ class MPPIPlanner:
             noise = torch.randn(
                 num_envs, num_new, horizon, act_dim, dtype=dtype, device=device, generator=generator
             )
-            sampled = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(-1, 1) * seq_mask
-            actions[:, num_pi:] = sampled
+            sampled = (mean.unsqueeze(1) + std.unsqueeze(1) * noise) * seq_mask
+            if pretanh:
+                sampled = sampled.clamp(-PRE_TANH_LIMIT, PRE_TANH_LIMIT)
+            samples[:, num_pi:] = sampled
+            # Pre-tanh samples never reach +-1 exactly, where the prior's density collapses.
+            actions[:, num_pi:] = torch.tanh(sampled) if pretanh else sampled.clamp(-1, 1)
             # A diverging model can return NaN; TD-MPC2 scores those sequences 0 rather than poison topk.
-            values[:, num_pi:] = trajectory_return(model, z, sampled, task, discount).nan_to_num(0.0)
+            values[:, num_pi:] = trajectory_return(model, z, actions[:, num_pi:], task, discount).nan_to_num(
+                0.0
+            )
             elite_values, elite_idx = values.topk(cfg.num_elites, dim=1)  # sorted: column 0 is the max
-            elites = actions.gather(1, elite_idx[:, :, None, None].expand(-1, -1, horizon, act_dim))
+            elites = samples.gather(1, elite_idx[:, :, None, None].expand(-1, -1, horizon, act_dim))
+            if not pretanh:
+                elites = elites.clamp(-1, 1)
             weights = torch.exp(cfg.temperature * (elite_values - elite_values[:, :1]))
             weights = weights / weights.sum(dim=1, keepdim=True)
             w = weights[:, :, None, None]
@@ -307,10 +332,11 @@ class MPPIPlanner:
         behaviour_std = std[:, 0]
         if not eval_mode and cfg.exec_noise > 0:
             noise = torch.randn(num_envs, act_dim, dtype=dtype, device=device, generator=generator)
-            action = (action + cfg.exec_noise * noise).clamp(-1, 1) * mask
+            action = (action + cfg.exec_noise * noise) * mask
             # The action is drawn from the elite mixture (moment-matched: mean[0], std[0]) plus
             # independent noise, so the variances add.
             behaviour_std = (behaviour_std**2 + cfg.exec_noise**2).sqrt()
+        action = torch.tanh(action.clamp(-PRE_TANH_LIMIT, PRE_TANH_LIMIT)) if pretanh else action.clamp(-1, 1)
 
         real = mask.sum().clamp(min=1.0)
         diagnostics = {

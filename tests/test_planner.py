@@ -23,6 +23,7 @@ CFG = PlannerConfig(
     max_std=2.0,
     exec_noise=0.0,
     prior_centred=False,
+    sample_space="action",  # TD-MPC2's planner; the pre-tanh mode has tests of its own below
 )
 
 
@@ -285,3 +286,38 @@ def test_plans_on_cuda() -> None:
     )
     assert out.action.device.type == "cuda"
     assert (out.action - targets).abs().max() < TOL
+
+
+def test_pretanh_planning_starts_at_the_prior_and_never_executes_plus_minus_one() -> None:
+    cfg = dataclasses.replace(
+        CFG, prior_centred=True, sample_space="pretanh", exec_noise=0.3, min_std=0.05, max_std=2.0
+    )
+    model, z = SaturatedPriorModel(), torch.tensor([[0.4, -0.2], [-0.6, 0.1]])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    planner = MPPIPlanner(cfg, 2)
+    prior = planner.rollout_prior(
+        model, z, None, torch.full((2,), 0.99), mask, torch.Generator().manual_seed(0)
+    )
+    mean, std = planner.initial_gaussian(prior, None, mask)
+    torch.testing.assert_close(mean[:, 0], torch.tensor([[6.0, -6.0], [6.0, 0.0]]))  # pre-tanh mu, masked
+    for seed in range(5):
+        out = _plan(planner, model, z, mask=mask, eval_mode=False, seed=seed)
+        assert torch.all(out.action.abs() < 1.0), "a pre-tanh plan must not execute an action at +-1"
+        assert torch.all(out.action[1, 1] == 0) and torch.all(out.mean[1, :, 1] == 0)
+
+
+class SaturatedPriorModel:
+    """A prior whose mean sits deep in tanh's tails (mu = +6, -6): TD-MPC2's clamp would give +-1."""
+
+    def next(self, z: Tensor, a: Tensor, task: Tensor | None) -> Tensor:
+        return z
+
+    def reward(self, z: Tensor, a: Tensor, task: Tensor | None) -> Tensor:
+        return -(a**2).sum(-1, keepdim=True)
+
+    def V(self, z: Tensor, task: Tensor | None) -> Tensor:  # noqa: N802
+        return torch.zeros(z.shape[0], 1)
+
+    def pi(self, z: Tensor, task: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        mu = torch.tensor([6.0, -6.0]).expand(z.shape[0], 2)
+        return torch.tanh(mu), mu, torch.full_like(mu, -1.0)
