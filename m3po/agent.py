@@ -244,6 +244,7 @@ class M3POAgent:
                         .mean()
                         .item(),
                         "ppo/grad_norm": grad_norm.item(),
+                        "policy/log_std": (dist.log_std.sum() / dist.real.sum()).item(),
                         "wm/grad_norm": model_grad_norm.item(),
                     }
                 for key, value in stats.items():
