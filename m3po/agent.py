@@ -111,14 +111,19 @@ class M3POAgent:
         return previous
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, task_ids: torch.Tensor, eval_mode: bool = False) -> ActOutput:
-        """One decision for every env: obs (E, obs_dim), task_ids (E,) -> :class:`ActOutput`."""
+    def act(
+        self, obs: torch.Tensor, task_ids: torch.Tensor, eval_mode: bool = False, plan: bool = True
+    ) -> ActOutput:
+        """One decision for every env: obs (E, obs_dim), task_ids (E,) -> :class:`ActOutput`.
+
+        ``plan=False`` acts with the prior alone (its mode in ``eval_mode``) even when the planner is on.
+        """
         task = self._task(task_ids)
         z = self.model.encode(obs, task)
         dist = self.model.dist(z, task)
         stats: dict[str, float] = {}
-        if self.cfg.planner.enabled:
-            plan = self.planner.plan(
+        if self.cfg.planner.enabled and plan:
+            plan_out = self.planner.plan(
                 self.model,
                 z,
                 task,
@@ -128,8 +133,8 @@ class M3POAgent:
                 eval_mode=eval_mode,
                 generator=self.generator,
             )
-            action, stats = plan.action, dict(plan.stats)
-            self._plan_mean = plan.mean
+            action, stats = plan_out.action, dict(plan_out.stats)
+            self._plan_mean = plan_out.mean
         else:
             action = dist.mode() if eval_mode else dist.sample(self.generator)
         log_prob = dist.log_prob(action)

@@ -11,6 +11,8 @@ import difflib
 from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
+from m3po.envs.registry import resolve_tasks
+
 PRESETS = ("cpu", "paper")
 
 
@@ -109,6 +111,7 @@ class M3POConfig:
     vec_mode: str = "sync"  # sync | async
     eval_every: int = 10_000  # agent steps between evaluations
     eval_episodes: int = 10  # evaluation episodes per task
+    eval_planner: bool = True  # evaluate with the planner (False: the prior's mode alone, a diagnostic)
     checkpoint_every: int = 20_000  # agent steps between checkpoints
     device: str = "auto"  # auto (CUDA when present, else CPU) | cpu | cuda | cuda:N
     threads: int = 0  # torch threads (0: leave torch's default)
@@ -136,8 +139,8 @@ PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
         "num_envs": 8,
         "model": {"latent_dim": 64, "enc_dim": 128, "num_enc_layers": 1, "mlp_dim": 128, "num_bins": 51},
         "planner": {"num_samples": 64, "num_pi_trajs": 8, "num_elites": 8, "iterations": 2},
-        # 2048 transitions per update in minibatches of 64, as stable-baselines3's PPO defaults: with
-        # 64-step rollouts and 128-sample minibatches neither plain PPO nor M3PO learned cartpole in 30k steps.
+        # 2048 transitions per update in minibatches of 64, as stable-baselines3's PPO defaults: with 64-step
+        # rollouts and 128-sample minibatches neither plain PPO nor M3PO learned cartpole in 30k steps.
         "ppo": {"rollout_len": 256, "minibatch_size": 64},
     },
 }
@@ -250,6 +253,9 @@ def validate(config: M3POConfig) -> M3POConfig:
         )
     if not 0 < p.min_std <= p.max_std:
         raise ConfigError(f"need 0 < planner.min_std <= planner.max_std, got {p.min_std}, {p.max_std}")
+    tasks = resolve_tasks(config.task)  # UnknownTaskError names the closest valid names
+    if config.num_envs < len(tasks):
+        raise ConfigError(f"num_envs={config.num_envs} is smaller than the task set ({len(tasks)} tasks)")
     if config.model.latent_dim % config.model.simnorm_dim:
         raise ConfigError("model.latent_dim must be a multiple of model.simnorm_dim")
     return config

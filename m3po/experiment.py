@@ -54,6 +54,7 @@ def build_experiment() -> Experiment:
         vec_mode = preset_dict(preset)["vec_mode"]  # sync | async
         eval_every = preset_dict(preset)["eval_every"]  # agent steps between evaluations
         eval_episodes = preset_dict(preset)["eval_episodes"]  # evaluation episodes per task
+        eval_planner = preset_dict(preset)["eval_planner"]  # evaluate with the planner (False: the prior)
         checkpoint_every = preset_dict(preset)["checkpoint_every"]  # agent steps between checkpoints
         device = preset_dict(preset)["device"]  # auto | cpu | cuda
         threads = preset_dict(preset)["threads"]  # torch threads (0: torch's default)

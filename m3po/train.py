@@ -380,7 +380,7 @@ class Trainer:
                 done = np.zeros(env.num_envs, dtype=bool)
                 last_success = np.full(env.num_envs, np.nan)
                 while not done.all():
-                    action = agent.act(obs.to(device), task_ids, eval_mode=True).action
+                    action = agent.act(obs.to(device), task_ids, eval_mode=True, plan=cfg.eval_planner).action
                     next_obs, reward, terminated, truncated, info = env.step(action.cpu().numpy())
                     total += np.where(done, 0.0, reward)
                     ended = (terminated | truncated) & ~done
