@@ -138,7 +138,9 @@ PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
     "cpu": {
         "num_envs": 8,
         "model": {"latent_dim": 64, "enc_dim": 128, "num_enc_layers": 1, "mlp_dim": 128, "num_bins": 51},
-        "planner": {"num_samples": 64, "num_pi_trajs": 8, "num_elites": 8, "iterations": 2},
+        # A light planner: every sample is an elite, so MPPI reweights prior-like sequences rather than
+        # moving far off the prior (heavier settings broke the PPO ratio; see docs/m3po.md).
+        "planner": {"num_samples": 16, "num_pi_trajs": 8, "num_elites": 16, "iterations": 1},
         # 2048 transitions per update in minibatches of 64, as stable-baselines3's PPO defaults: with 64-step
         # rollouts and 128-sample minibatches neither plain PPO nor M3PO learned cartpole in 30k steps.
         "ppo": {"rollout_len": 256, "minibatch_size": 64},

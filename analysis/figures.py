@@ -1,0 +1,206 @@
+"""Figures from aggregated results (no statistics here: they come from :mod:`analysis.aggregate`).
+
+Each figure is written as PNG and PDF. Paper colours: M3PO red, TD-MPC2 purple, MT-PPO blue,
+MT-SAC grey; PPO, SAC and DreamerV3 (single-task) get orange, green and brown. The paper's
+reported values (``paper-claims.yaml``) are drawn as star marks at their step (at the right end
+of the axis where the paper gives no step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on the machines that make figures
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis._rliable import library  # noqa: E402,F401  (makes rliable's plot_utils importable)
+from analysis.aggregate import FigureResult, FigureSpec  # noqa: E402
+from analysis.stats import Estimate  # noqa: E402
+
+from rliable import plot_utils  # noqa: E402  (after the arch import fix in analysis._rliable)
+
+COLORS: dict[str, str] = {
+    "m3po": "#d62728",  # red
+    "tdmpc2": "#7b3294",  # purple
+    "mt-ppo": "#1f77b4",  # blue
+    "mt-sac": "#7f7f7f",  # grey
+    "ppo": "#ff7f0e",  # orange
+    "sac": "#2ca02c",  # green
+    "dreamerv3": "#8c564b",  # brown
+}
+LABELS: dict[str, str] = {
+    "m3po": "M3PO",
+    "tdmpc2": "TD-MPC2",
+    "mt-ppo": "MT-PPO",
+    "mt-sac": "MT-SAC",
+    "ppo": "PPO",
+    "sac": "SAC",
+    "dreamerv3": "DreamerV3",
+}
+METRIC_LABELS = {"iqm": "IQM", "mean": "Mean", "median": "Median", "optimality_gap": "Optimality gap"}
+
+
+def label(algo: str) -> str:
+    """Display name of an algorithm."""
+    return LABELS.get(algo, algo)
+
+
+def _save(fig: plt.Figure, stem: Path) -> list[Path]:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    for path in paths:
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def _paper_marks(claims: Sequence[Mapping[str, Any]], figure: str) -> list[tuple[str, float | None, float]]:
+    """(algo, step or None, value) of the claims about ``figure`` that carry numbers; a range is
+    marked at its middle."""
+    marks = []
+    for claim in claims:
+        if claim.get("figure") != figure or "values" not in claim:
+            continue
+        for algo, value in claim["values"].items():
+            mid = float(np.mean(value)) if isinstance(value, list) else float(value)
+            marks.append((algo, claim.get("at_steps"), mid))
+    return marks
+
+
+def plot_curves(
+    result: FigureResult,
+    spec: FigureSpec,
+    figure: str,
+    claims: Sequence[Mapping[str, Any]],
+    stem: Path,
+    metric: str = "iqm",
+) -> list[Path]:
+    """Score vs steps, one line per algorithm with its 95% CI band (fig3a, fig3b, fig3c).
+
+    :param result: the figure's aggregates
+    :param spec: the figure's spec (labels, scale)
+    :param figure: figure id, to pick the paper's marks
+    :param claims: ``paper-claims.yaml``'s ``claims``
+    :param stem: output path without suffix
+    :param metric: the curve's metric
+    :returns: written paths
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    right = max((float(r.steps[-1]) for r in result.algos.values()), default=1.0)
+    for algo, res in result.algos.items():
+        est = res.curves[metric]
+        color = COLORS.get(algo)
+        ax.plot(res.steps, est.point, color=color, label=f"{label(algo)} ({res.n_runs} seeds)")
+        ax.fill_between(res.steps, est.low, est.high, color=color, alpha=0.2, linewidth=0)
+    for algo, step, value in _paper_marks(claims, figure):
+        ax.plot(
+            step if step is not None else right,
+            value,
+            marker="*",
+            markersize=12,
+            linestyle="none",
+            color=COLORS.get(algo, "black"),
+            markeredgecolor="black",
+            label=f"{label(algo)}, paper (mean)",
+        )
+    ax.set_xlabel("agent steps")
+    ax.set_ylabel(f"{spec.ylabel}, {METRIC_LABELS[metric]}")
+    ax.set_title(f"{figure}: {spec.suite} ({spec.mode}-task), {METRIC_LABELS[metric]} with 95% CI")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return _save(fig, stem)
+
+
+def plot_sweep(
+    runs: pd.DataFrame, x: str, algos: Sequence[str], stem: Path, title: str, xlabel: str, log2: bool = False
+) -> list[Path]:
+    """Final mean normalized score, mean ± std over seeds, against a swept setting (fig4, ablations).
+
+    :param runs: :func:`analysis.aggregate.final_run_scores` rows to show
+    :param x: the swept column (``num_envs``, ``alpha0``, ``horizon``)
+    :param algos: algorithms, one line each
+    :param stem: output path without suffix
+    :param title: axis title
+    :param xlabel: x-axis label
+    :param log2: log-2 x axis (envs as 2^k)
+    """
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for algo in algos:
+        rows = runs[runs["algo"] == algo]
+        if rows.empty:
+            continue
+        grouped = rows.groupby(x)["final"].agg(["mean", "std", "count"]).reset_index().sort_values(x)
+        ax.errorbar(
+            grouped[x],
+            grouped["mean"],
+            yerr=grouped["std"].fillna(0.0),
+            color=COLORS.get(algo),
+            marker="o",
+            capsize=4,
+            label=f"{label(algo)} (mean ± std over seeds)",
+        )
+    if log2:
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("final normalized score (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, stem)
+
+
+def plot_intervals(result: FigureResult, figure: str, stem: Path, xlabel: str) -> list[Path]:
+    """The four aggregate metrics at the last step with 95% CIs (rliable's interval plot).
+
+    :param result: the figure's aggregates
+    :param figure: figure id (title)
+    :param stem: output path without suffix
+    :param xlabel: score scale
+    """
+    algos = list(result.algos)
+    names = list(next(iter(result.algos.values())).final)
+    points = {label(a): np.array([result.algos[a].final[m].point for m in names]) for a in algos}
+    intervals = {
+        label(a): np.array([[result.algos[a].final[m].low for m in names], [result.algos[a].final[m].high for m in names]])
+        for a in algos
+    }
+    fig, _ = plot_utils.plot_interval_estimates(
+        points,
+        intervals,
+        metric_names=[METRIC_LABELS[m] for m in names],
+        algorithms=[label(a) for a in algos],
+        colors={label(a): COLORS.get(a, "black") for a in algos},
+        xlabel=xlabel,
+    )
+    fig.suptitle(f"{figure}: aggregate metrics at the last step (95% CI)", y=1.08)
+    return _save(fig, stem)
+
+
+def plot_profiles(profiles: Mapping[str, Estimate], taus: np.ndarray, figure: str, stem: Path, xlabel: str) -> list[Path]:
+    """Performance profiles (fraction of runs above tau) with 95% CIs.
+
+    :param profiles: algorithm -> :class:`Estimate` over ``taus``
+    :param taus: ``(K,)`` thresholds
+    :param figure: figure id (title)
+    :param stem: output path without suffix
+    :param xlabel: score scale
+    """
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    plot_utils.plot_performance_profiles(
+        {label(a): e.point for a, e in profiles.items()},
+        taus,
+        performance_profile_cis={label(a): (e.low, e.high) for a, e in profiles.items()},
+        colors={label(a): COLORS.get(a, "black") for a in profiles},
+        xlabel=rf"{xlabel} ($\tau$)",
+        ax=ax,
+    )
+    ax.set_title(f"{figure}: performance profiles at the last step")
+    ax.legend(fontsize=8)
+    return _save(fig, stem)

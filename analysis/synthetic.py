@@ -1,0 +1,200 @@
+"""Synthetic run directories in the exact format of ``m3po/train.py``, with known statistics.
+
+:func:`write_run` writes one run from given scores (tests compute the expected statistics by
+hand). :func:`write_grid` writes a whole benchmark grid whose final levels are the paper's claims
+(DMC return, Meta-World success %, MT80 normalized score), for the figures and the benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analysis.collect import task_domain
+from m3po.envs.registry import SUITES
+
+SINGLE_TASK_ALGOS: tuple[str, ...] = ("m3po", "ppo", "sac", "dreamerv3")
+MULTI_TASK_ALGOS: tuple[str, ...] = ("m3po", "tdmpc2", "mt-ppo", "mt-sac")
+# Final levels as a fraction of a task's maximum (1000 return / 100 %): the paper's readings.
+LEVELS: dict[str, dict[str, float]] = {
+    "dmc39": {"m3po": 0.80, "ppo": 0.58, "dreamerv3": 0.49, "sac": 0.40},
+    "mw50": {"m3po": 0.95, "ppo": 0.93, "dreamerv3": 0.79, "sac": 0.75},
+    "mt80": {"m3po": 0.87, "tdmpc2": 0.87, "mt-ppo": 0.60, "mt-sac": 0.55},
+}
+EPISODES = 10
+
+
+def _dump(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2))
+
+
+def _dump_lines(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def write_run(
+    run_dir: Path,
+    *,
+    task_set: str,
+    seed: int,
+    scores: Mapping[int, Mapping[str, float]],
+    algo: str | None = None,
+    status: str = "finished",
+    variant: str | None = None,
+    num_envs: int = 8,
+    alpha0: float = 0.1,
+    horizon: int = 3,
+    sps: float = 1000.0,
+    error: str | None = None,
+) -> Path:
+    """Write one run directory.
+
+    :param run_dir: created when absent
+    :param task_set: ``config.json["task"]``
+    :param seed: run seed
+    :param scores: step -> task -> score (DMC return, or Meta-World success in %)
+    :param algo: written to ``config.json`` when given (M3PO's own config has none)
+    :param status: ``finished``, ``running``, ``interrupted`` or ``failed``
+    :param variant: written to ``config.json`` when given
+    :param num_envs: vectorized envs
+    :param alpha0: ``bonus.alpha0``
+    :param horizon: ``planner.horizon``
+    :param sps: agent steps per second of every iteration (wall-clock follows from it)
+    :param error: ``status.json["error"]`` when given
+    :returns: ``run_dir``
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    steps = sorted(scores)
+    last = steps[-1] if steps else 0
+    config: dict[str, Any] = {"task": task_set, "seed": seed, "steps": last, "num_envs": num_envs}
+    config.update(preset="cpu", bonus={"alpha0": alpha0}, planner={"horizon": horizon})
+    if algo is not None:
+        config["algo"] = algo
+    if variant is not None:
+        config["variant"] = variant
+    _dump(run_dir / "config.json", config)
+    record: dict[str, Any] = {"status": status, "step": last, "steps_total": last, "attempts": [{"start_step": 0}]}
+    evals = []
+    for step in steps:
+        by_task = scores[step]
+        mean = float(np.mean(list(by_task.values())))
+        for task, score in by_task.items():
+            success = task_domain(task) == "metaworld"
+            evals.append(
+                {
+                    "step": step,
+                    "task": task,
+                    "return": float(score) * (5.0 if success else 1.0),
+                    "success": float(score) / 100 if success else None,
+                    "score": float(score),
+                    "episodes": EPISODES,
+                    "score_mean": mean,
+                }
+            )
+    if status == "finished":
+        record["final_score"] = evals[-1]["score_mean"] if evals else None
+    if error is not None:
+        record["error"] = error
+    _dump(run_dir / "status.json", record)
+    _dump_lines(run_dir / "eval.jsonl", evals)
+    train = [
+        {"step": step, "iteration": i + 1, "time/sps": sps, "time/wall": step / sps, "loss/total": 1.0}
+        for i, step in enumerate(steps)
+    ]
+    _dump_lines(run_dir / "train.jsonl", train)
+    return run_dir
+
+
+def curve(level: float, steps: np.ndarray, steps_total: int) -> np.ndarray:
+    """Fraction of a task's maximum reached at ``steps``: saturates at ``level``.
+
+    :param level: final fraction (in [0, 1])
+    :param steps: ``(S,)`` agent steps
+    :param steps_total: the budget
+    """
+    return level * (1 - np.exp(-4.0 * steps / steps_total)) / (1 - np.exp(-4.0))
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A synthetic benchmark grid.
+
+    :param single_suites: benchmarks run one task per run (``dmc39``, ``mw50``)
+    :param multi_suites: task sets run as one multi-task run (``mt80``)
+    :param seeds: run seeds
+    :param evals: evaluation points per run
+    :param steps_total: budget of every run
+    :param noise: standard deviation of a run's deviation from the curve, as a fraction of the maximum
+    :param single_algos: algorithms of the single-task benchmarks
+    :param multi_algos: algorithms of the multi-task sets
+    :param task_limit: use only the first tasks of each suite (None: all)
+    :param levels: suite -> algorithm -> final fraction
+    """
+
+    single_suites: tuple[str, ...] = ("dmc39", "mw50")
+    multi_suites: tuple[str, ...] = ("mt80",)
+    seeds: tuple[int, ...] = (1, 2, 3, 4, 5)
+    evals: int = 100
+    steps_total: int = 1_000_000
+    noise: float = 0.05
+    single_algos: tuple[str, ...] = SINGLE_TASK_ALGOS
+    multi_algos: tuple[str, ...] = MULTI_TASK_ALGOS
+    task_limit: int | None = None
+    levels: dict[str, dict[str, float]] = field(default_factory=lambda: LEVELS)
+
+
+def _task_scores(
+    rng: np.random.Generator, tasks: Sequence[str], level: float, steps: np.ndarray, grid: Grid
+) -> dict[int, dict[str, float]]:
+    frac = curve(level, steps, grid.steps_total)[:, None] + rng.normal(0, grid.noise, (len(steps), len(tasks)))
+    frac = np.clip(frac, 0.0, 1.0)
+    out: dict[int, dict[str, float]] = {}
+    for i, step in enumerate(steps.tolist()):
+        out[step] = {}
+        for j, task in enumerate(tasks):
+            if task_domain(task) == "metaworld":  # success over EPISODES episodes: multiples of 10 %
+                out[step][task] = float(np.round(frac[i, j] * EPISODES) * 100 / EPISODES)
+            else:
+                out[step][task] = float(frac[i, j] * 1000)
+    return out
+
+
+def write_grid(root: Path, grid: Grid, seed: int = 0) -> int:
+    """Write every run of ``grid`` under ``root/runs/{algo}/{task}/seed{seed}``.
+
+    M3PO's configs carry no ``algo`` (as ``m3po/train.py`` writes them); the baselines' do.
+
+    :param root: results directory
+    :param grid: what to write
+    :param seed: seed of the synthetic noise
+    :returns: number of run directories written
+    """
+    rng = np.random.default_rng(seed)
+    steps = np.linspace(grid.steps_total / grid.evals, grid.steps_total, grid.evals).astype(int)
+    written = 0
+    jobs: list[tuple[str, str, list[str]]] = []
+    for suite in grid.single_suites:
+        tasks = list(SUITES[suite][: grid.task_limit])
+        jobs += [(algo, suite, [task]) for algo in grid.single_algos for task in tasks]
+    for suite in grid.multi_suites:
+        jobs += [(algo, suite, list(SUITES[suite][: grid.task_limit])) for algo in grid.multi_algos]
+    for algo, suite, tasks in jobs:
+        task_set = tasks[0] if len(tasks) == 1 else suite
+        for run_seed in grid.seeds:
+            scores = _task_scores(rng, tasks, grid.levels[suite][algo], steps, grid)
+            write_run(
+                Path(root) / "runs" / algo / task_set / f"seed{run_seed}",
+                task_set=task_set,
+                seed=run_seed,
+                scores=scores,
+                algo=None if algo == "m3po" else algo,
+                num_envs=1024 if len(tasks) > 1 else 8,
+            )
+            written += 1
+    return written
