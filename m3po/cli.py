@@ -38,7 +38,14 @@ def _bench_planner(args: argparse.Namespace) -> dict[str, Any]:
     return planner.run()
 
 
+def _bench_learning(args: argparse.Namespace) -> dict[str, Any]:
+    from m3po.bench import learning
+
+    return learning.run(steps=args.steps, seeds=args.seeds, jobs=args.jobs, alpha0_zero=args.alpha0_zero)
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "learning": _bench_learning,
     "envs": _bench_envs,
     "planner": _bench_planner,
 }
@@ -81,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale-envs", type=_positive(int), default=1024, help="envs of the start-up/memory test (0: skip)"
     )
     bench.add_argument("--scale-tasks", default="mt80", help="task set of the start-up/memory test")
+    bench.add_argument("--steps", type=_positive(int), default=100_000, help="learning: agent steps per run")
+    bench.add_argument("--seeds", type=_positive(int), default=3, help="learning: seeds per task")
+    bench.add_argument("--jobs", type=_positive(int), default=2, help="learning: runs at a time")
+    bench.add_argument("--alpha0-zero", action="store_true", help="learning: also run without the bonus")
     bench.set_defaults(func=_cmd_bench)
     return parser
 

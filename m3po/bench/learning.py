@@ -1,0 +1,73 @@
+"""``m3po bench learning``: the learning bar, with the ``cpu`` preset.
+
+Trains M3PO on cartpole-swingup, reacher-easy and walker-stand, 3 seeds each, 100k agent steps, as
+separate ``m3po train`` processes (``--jobs`` at a time, one torch thread each), and prints one JSON
+line: the mean final evaluation score per task with its per-seed values, and the share of clipped
+PPO ratios in the last iteration. ``--alpha0-zero`` adds the same runs without the exploration bonus.
+Runs live in ``results/bench/learning/{variant}/{task}/seed{seed}``; a finished run is read, not
+retrained, so an interrupted benchmark continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+TASKS = ("cartpole-swingup", "reacher-easy", "walker-stand")
+VARIANTS = {"default": [], "alpha0=0": ["bonus.alpha0=0.0"]}
+
+
+def _run_one(run_dir: Path, task: str, seed: int, steps: int, extra: list[str]) -> None:
+    status = run_dir / "status.json"
+    if status.exists() and json.loads(status.read_text()).get("status") == "finished":
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "m3po.cli", "train", "with", f"task={task}", f"seed={seed}", f"steps={steps}",
+        f"run_dir={run_dir}", "progress=False", "threads=1", *extra,
+    ]  # fmt: skip
+    with (run_dir / "bench.log").open("a") as log:
+        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
+
+
+def _summarise(run_dir: Path) -> dict[str, float]:
+    evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    train = [json.loads(line) for line in (run_dir / "train.jsonl").read_text().splitlines()]
+    return {"score": evals[-1]["score"], "clip_fraction_last": train[-1]["ppo/clip_fraction_last_epoch"]}
+
+
+def run(
+    steps: int = 100_000,
+    seeds: int = 3,
+    jobs: int = 2,
+    alpha0_zero: bool = False,
+    root: str = "results/bench/learning",
+) -> dict[str, Any]:
+    """Train (or read) every run, then summarise; see the module docstring."""
+    variants = {k: v for k, v in VARIANTS.items() if k == "default" or alpha0_zero}
+    plan = [
+        (Path(root) / variant / task / f"seed{seed}", task, seed, extra)
+        for variant, extra in variants.items()
+        for task in TASKS
+        for seed in range(1, seeds + 1)
+    ]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for future in [pool.submit(_run_one, d, t, s, steps, e) for d, t, s, e in plan]:
+            future.result()
+    figures: dict[str, Any] = {"steps": steps, "seeds": seeds, "preset": "cpu"}
+    for variant in variants:
+        per_task = {}
+        for task in TASKS:
+            results = [_summarise(Path(root) / variant / task / f"seed{s}") for s in range(1, seeds + 1)]
+            scores = [round(r["score"], 1) for r in results]
+            per_task[task] = {
+                "mean": round(sum(scores) / len(scores), 1),
+                "seeds": scores,
+                "clip_fraction_last": round(sum(r["clip_fraction_last"] for r in results) / len(results), 3),
+            }
+        figures[variant] = per_task
+    return figures
