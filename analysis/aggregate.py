@@ -135,9 +135,9 @@ def final_run_scores(table: pd.DataFrame) -> pd.DataFrame:
     """Per run, the mean normalized score over tasks at its last evaluation.
 
     :returns: one row per ``run_dir`` with ``algo``, ``variant``, ``seed``, ``num_envs``, ``alpha0``,
-        ``horizon``, ``task_set``, ``step`` and ``final`` (mean normalized score, 0-100)
+        ``horizon``, ``task_set``, ``mode``, ``step`` and ``final`` (mean normalized score, 0-100)
     """
     last = table.groupby("run_dir")["step"].transform("max")
     rows = table[table["step"] == last]
-    keys = ["run_dir", "algo", "variant", "seed", "num_envs", "alpha0", "horizon", "task_set", "step"]
+    keys = ["run_dir", "algo", "variant", "seed", "num_envs", "alpha0", "horizon", "task_set", "mode", "step"]
     return rows.groupby(keys, as_index=False, dropna=False)["normalized"].mean().rename(columns={"normalized": "final"})

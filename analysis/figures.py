@@ -178,8 +178,10 @@ def plot_intervals(result: FigureResult, figure: str, stem: Path, xlabel: str) -
         algorithms=[label(a) for a in algos],
         colors={label(a): COLORS.get(a, "black") for a in algos},
         xlabel=xlabel,
+        xlabel_y_coordinate=-0.32,  # rliable's default puts the label on the tick labels of short figures
+        row_height=0.45,
     )
-    fig.suptitle(f"{figure}: aggregate metrics at the last step (95% CI)", y=1.08)
+    fig.suptitle(f"{figure}: aggregate metrics at the last step (95% CI)", y=1.25)
     return _save(fig, stem)
 
 

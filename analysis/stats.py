@@ -245,13 +245,35 @@ def interval_estimates_rliable(
 def performance_profiles(
     score_dict: Mapping[str, np.ndarray], taus: np.ndarray, reps: int, seed: int
 ) -> dict[str, Estimate]:
-    """Score distributions (fraction of runs above each threshold), by rliable.
+    """Score distributions (fraction of runs x tasks above each threshold) with 95% intervals.
+
+    Point estimates are rliable's ``score_distributions``; the bootstrap is the stratified one of
+    :func:`interval_estimates` (rliable's ``create_performance_profile`` loops over thresholds in
+    Python for every repetition; :func:`performance_profiles_rliable` is the reference).
 
     :param score_dict: algorithm -> ``(R, T)`` scores at one step
     :param taus: ``(K,)`` thresholds
-    :param reps: bootstrap repetitions
-    :param seed: seed of NumPy's global generator for the call (restored afterwards)
+    :param reps: ``B``, bootstrap repetitions
+    :param seed: seed of the draws
     :returns: algorithm -> :class:`Estimate` of ``(K,)`` arrays
+    """
+    taus = np.asarray(taus, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for algo, scores in score_dict.items():
+        counts = draw_counts(rng, reps, *scores.shape).reshape(reps, scores.size)
+        above = (scores.reshape(-1, 1) > taus[None, :]).astype(np.float32)
+        low, high = _percentile_interval(counts @ above / scores.size)
+        out[algo] = Estimate(point=library.score_distributions(scores, taus), low=low, high=high)
+    return out
+
+
+def performance_profiles_rliable(
+    score_dict: Mapping[str, np.ndarray], taus: np.ndarray, reps: int, seed: int
+) -> dict[str, Estimate]:
+    """The reference for :func:`performance_profiles`: ``rliable.library.create_performance_profile``.
+
+    :param seed: seed of NumPy's global generator for the call (restored afterwards)
     """
     with global_seed(seed):
         profiles, cis = library.create_performance_profile(dict(score_dict), np.asarray(taus), reps=reps)

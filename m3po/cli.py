@@ -44,7 +44,14 @@ def _bench_learning(args: argparse.Namespace) -> dict[str, Any]:
     return learning.run(steps=args.steps, seeds=args.seeds, jobs=args.jobs, alpha0_zero=args.alpha0_zero)
 
 
+def _bench_analysis(args: argparse.Namespace) -> dict[str, Any]:
+    from analysis import bench
+
+    return bench.run()
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "analysis": _bench_analysis,
     "learning": _bench_learning,
     "envs": _bench_envs,
     "planner": _bench_planner,
