@@ -259,7 +259,8 @@ class M3POAgent:
         out.update({f"bonus/{k}": v for k, v in bonus_stats.items()})
         out["bonus/alpha"] = alpha
         out["ppo/log_prob_old_mean"] = old_log_prob.mean().item()
-        out["ppo/log_prob_old_per_dim"] = (old_log_prob / self.model.action_mask(task, 1).sum()).mean().item()
+        real_dims = self.model.action_mask(flat_task, n).sum(-1)  # per transition: its task's action size
+        out["ppo/log_prob_old_per_dim"] = (old_log_prob / real_dims).mean().item()
         out["value/mean"] = values.mean().item()
         out["adv/mean"] = advantages.mean().item()
         out["adv/std"] = advantages.std().item()
