@@ -36,6 +36,6 @@ except TypeError as err:
         del sys.modules[name]
     _load_arch_without_init()
 
-from rliable import library, metrics  # noqa: E402
+from rliable import library, metrics, plot_utils  # noqa: E402
 
-__all__ = ["library", "metrics"]
+__all__ = ["library", "metrics", "plot_utils"]

@@ -41,7 +41,9 @@ class FigureSpec:
 
 
 FIGURES: dict[str, FigureSpec] = {
-    "fig3a": FigureSpec("dmc39", "single", ("m3po", "ppo", "sac", "dreamerv3"), "score", 1000.0, "episode return"),
+    "fig3a": FigureSpec(
+        "dmc39", "single", ("m3po", "ppo", "sac", "dreamerv3"), "score", 1000.0, "episode return"
+    ),
     "fig3b": FigureSpec("mw50", "single", ("m3po", "ppo", "sac", "dreamerv3"), "score", 100.0, "success (%)"),
     "fig3c": FigureSpec(
         "mt80", "multi", ("m3po", "tdmpc2", "mt-ppo", "mt-sac"), "normalized", 100.0, "normalized score (%)"
@@ -140,4 +142,8 @@ def final_run_scores(table: pd.DataFrame) -> pd.DataFrame:
     last = table.groupby("run_dir")["step"].transform("max")
     rows = table[table["step"] == last]
     keys = ["run_dir", "algo", "variant", "seed", "num_envs", "alpha0", "horizon", "task_set", "mode", "step"]
-    return rows.groupby(keys, as_index=False, dropna=False)["normalized"].mean().rename(columns={"normalized": "final"})
+    return (
+        rows.groupby(keys, as_index=False, dropna=False)["normalized"]
+        .mean()
+        .rename(columns={"normalized": "final"})
+    )

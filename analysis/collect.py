@@ -35,8 +35,28 @@ SCORE_COLUMNS = (
     "algo", "task_set", "task", "seed", "variant", "step", "score", "return", "success",
     "wall_clock", "sps", "normalized", "suite", "mode", "num_envs", "alpha0", "horizon", "run_dir",
 )  # fmt: skip
-EXCLUDED_COLUMNS = ("run_dir", "algo", "task_set", "seed", "variant", "status", "step", "steps_total", "reason")
-COMPUTE_COLUMNS = ("run_dir", "algo", "task_set", "seed", "variant", "steps", "wall_clock", "sps", "peak_memory")
+EXCLUDED_COLUMNS = (
+    "run_dir",
+    "algo",
+    "task_set",
+    "seed",
+    "variant",
+    "status",
+    "step",
+    "steps_total",
+    "reason",
+)
+COMPUTE_COLUMNS = (
+    "run_dir",
+    "algo",
+    "task_set",
+    "seed",
+    "variant",
+    "steps",
+    "wall_clock",
+    "sps",
+    "peak_memory",
+)
 EVAL_KEYS = ("step", "task", "return", "success", "score")
 
 
@@ -172,7 +192,9 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         steps = np.array([row["step"] for row in rows], dtype=np.int64)
         score = np.array([row["score"] for row in rows], dtype=float)
         returns = np.array([row["return"] for row in rows], dtype=float)
-        success = np.array([math.nan if row["success"] is None else row["success"] for row in rows], dtype=float)
+        success = np.array(
+            [math.nan if row["success"] is None else row["success"] for row in rows], dtype=float
+        )
     except (TypeError, ValueError) as err:
         raise RunRecordError(f"eval.jsonl holds a non-numeric value: {err}") from err
     tasks = [str(row["task"]) for row in rows]
@@ -226,8 +248,11 @@ def _excluded_row(run_dir: Path, reason: str) -> dict[str, Any]:
 
 
 def find_runs(root: Path) -> list[Path]:
-    """Every directory under ``root`` holding a ``status.json``, sorted (a stable table order)."""
-    return sorted(path.parent for path in Path(root).rglob("status.json"))
+    """Every directory under ``root`` holding a ``status.json`` or an ``eval.jsonl`` (so a run whose
+    status file is lost is still found and listed), sorted: a stable table order. (Sacred's own
+    records beside a run hold a ``config.json`` but neither of these.)"""
+    root = Path(root)
+    return sorted({path.parent for name in ("status.json", "eval.jsonl") for path in root.rglob(name)})
 
 
 def collect(root: Path) -> Collected:
@@ -269,7 +294,9 @@ def write_tables(collected: Collected, out_dir: Path) -> list[Path]:
         table: pd.DataFrame = getattr(collected, name)
         # Mixed None/str/int columns (left-out runs) are stored as text so Parquet accepts them.
         if name == "excluded":
-            table = table.astype({col: "string" for col in ("algo", "task_set", "variant", "status", "reason")})
+            table = table.astype(
+                {col: "string" for col in ("algo", "task_set", "variant", "status", "reason")}
+            )
             table = table.astype({col: "Float64" for col in ("seed", "step", "steps_total")})
         table.to_parquet(out_dir / f"{name}.parquet", index=False)
         table.to_csv(out_dir / f"{name}.csv", index=False)
@@ -284,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     collected = collect(args.root)
     write_tables(collected, args.out)
-    print(f"{collected.scores[['run_dir']].drop_duplicates().shape[0]} runs aggregated, {len(collected.excluded)} left out")
+    aggregated = collected.scores["run_dir"].nunique()
+    print(f"{aggregated} runs aggregated, {len(collected.excluded)} left out")
     return 0
 
 

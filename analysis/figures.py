@@ -13,18 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from analysis._rliable import plot_utils
+from analysis.aggregate import FigureResult, FigureSpec
+from analysis.stats import Estimate
 
 matplotlib.use("Agg")  # files only; no display on the machines that make figures
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from analysis._rliable import library  # noqa: E402,F401  (makes rliable's plot_utils importable)
-from analysis.aggregate import FigureResult, FigureSpec  # noqa: E402
-from analysis.stats import Estimate  # noqa: E402
-
-from rliable import plot_utils  # noqa: E402  (after the arch import fix in analysis._rliable)
 
 COLORS: dict[str, str] = {
     "m3po": "#d62728",  # red
@@ -168,7 +165,9 @@ def plot_intervals(result: FigureResult, figure: str, stem: Path, xlabel: str) -
     names = list(next(iter(result.algos.values())).final)
     points = {label(a): np.array([result.algos[a].final[m].point for m in names]) for a in algos}
     intervals = {
-        label(a): np.array([[result.algos[a].final[m].low for m in names], [result.algos[a].final[m].high for m in names]])
+        label(a): np.array(
+            [[result.algos[a].final[m].low for m in names], [result.algos[a].final[m].high for m in names]]
+        )
         for a in algos
     }
     fig, _ = plot_utils.plot_interval_estimates(
@@ -185,7 +184,9 @@ def plot_intervals(result: FigureResult, figure: str, stem: Path, xlabel: str) -
     return _save(fig, stem)
 
 
-def plot_profiles(profiles: Mapping[str, Estimate], taus: np.ndarray, figure: str, stem: Path, xlabel: str) -> list[Path]:
+def plot_profiles(
+    profiles: Mapping[str, Estimate], taus: np.ndarray, figure: str, stem: Path, xlabel: str
+) -> list[Path]:
     """Performance profiles (fraction of runs above tau) with 95% CIs.
 
     :param profiles: algorithm -> :class:`Estimate` over ``taus``

@@ -106,7 +106,9 @@ def value_check(algo: str, paper: float | Sequence[float], ours: tuple[float, fl
     return low > hi if algo == REFERENCE_ALGO else high < lo
 
 
-def _mean_at(result: FigureResult, algo: str, at_steps: int | None) -> tuple[tuple[float, float, float], int] | None:
+def _mean_at(
+    result: FigureResult, algo: str, at_steps: int | None
+) -> tuple[tuple[float, float, float], int] | None:
     res = result.algos.get(algo)
     if res is None:
         return None
@@ -133,7 +135,10 @@ def judge_values(claim: Mapping[str, Any], result: FigureResult) -> ClaimRow:
         for lower_group in groups[i + 1 :]:
             for a in upper:
                 for b in lower_group:
-                    fa, fb = _mean_at(result, a, claim.get("at_steps")), _mean_at(result, b, claim.get("at_steps"))
+                    fa, fb = (
+                        _mean_at(result, a, claim.get("at_steps")),
+                        _mean_at(result, b, claim.get("at_steps")),
+                    )
                     if fa is None or fb is None:
                         missing = True
                         continue
@@ -168,7 +173,14 @@ def judge_outperforms(claim: Mapping[str, Any], results: Mapping[str, FigureResu
         verdict = INCONCLUSIVE
     else:
         verdict = REPRODUCED
-    return ClaimRow(claim["id"], ", ".join(claim["figure"]), claim["statement"], "; ".join(ours), verdict, "final mean CIs")
+    return ClaimRow(
+        claim["id"],
+        ", ".join(claim["figure"]),
+        claim["statement"],
+        "; ".join(ours),
+        verdict,
+        "final mean CIs",
+    )
 
 
 def judge_sample_efficiency(claim: Mapping[str, Any], result: FigureResult | None, baseline: str) -> ClaimRow:
@@ -226,7 +238,9 @@ def judge_vectorization(claim: Mapping[str, Any], runs: pd.DataFrame) -> ClaimRo
     grouped = rows.groupby("num_envs")["final"].agg(["mean", "std", "count"])
     grouped = grouped[grouped["count"] >= 2].sort_index()
     if len(grouped) < 2:
-        return ClaimRow(claim["id"], claim["figure"], claim["statement"], "fewer than two env settings", INCONCLUSIVE, "")
+        return ClaimRow(
+            claim["id"], claim["figure"], claim["statement"], "fewer than two env settings", INCONCLUSIVE, ""
+        )
     first, last = grouped.iloc[0], grouped.iloc[-1]
     falls, spreads = last["mean"] < first["mean"], last["std"] > first["std"]
     verdict = REPRODUCED if falls and spreads else NOT_REPRODUCED
@@ -265,9 +279,14 @@ def judge_claims(
 def compute_table(compute: pd.DataFrame) -> pd.DataFrame:
     """Per algorithm: runs, total wall-clock hours, median steps/s, peak memory (not recorded: NaN)."""
     if compute.empty:
-        return pd.DataFrame(columns=["algo", "runs", "wall-clock (h, total)", "steps/s (median)", "peak memory (GiB)"])
+        return pd.DataFrame(
+            columns=["algo", "runs", "wall-clock (h, total)", "steps/s (median)", "peak memory (GiB)"]
+        )
     table = compute.groupby("algo").agg(
-        runs=("run_dir", "count"), wall=("wall_clock", "sum"), sps=("sps", "median"), mem=("peak_memory", "max")
+        runs=("run_dir", "count"),
+        wall=("wall_clock", "sum"),
+        sps=("sps", "median"),
+        mem=("peak_memory", "max"),
     )
     table["wall"] = table["wall"] / 3600
     return table.reset_index().rename(
@@ -293,7 +312,12 @@ def _aggregate_table(results: Mapping[str, FigureResult]) -> pd.DataFrame:
     rows = []
     for figure, result in results.items():
         for algo, res in result.algos.items():
-            row = {"figure": figure, "algo": figures.label(algo), "seeds": res.n_runs, "step": int(res.steps[-1])}
+            row = {
+                "figure": figure,
+                "algo": figures.label(algo),
+                "seeds": res.n_runs,
+                "step": int(res.steps[-1]),
+            }
             row.update({figures.METRIC_LABELS[m]: _fmt(*_ci(e)) for m, e in res.final.items()})
             rows.append(row)
     return pd.DataFrame(rows)
@@ -301,7 +325,11 @@ def _aggregate_table(results: Mapping[str, FigureResult]) -> pd.DataFrame:
 
 def _improvement_table(results: Mapping[str, FigureResult]) -> pd.DataFrame:
     rows = [
-        {"figure": figure, "baseline": figures.label(algo), "P(M3PO > baseline)": f"{float(e.point):.2f} [{float(e.low):.2f}, {float(e.high):.2f}]"}
+        {
+            "figure": figure,
+            "baseline": figures.label(algo),
+            "P(M3PO > baseline)": f"{float(e.point):.2f} [{float(e.low):.2f}, {float(e.high):.2f}]",
+        }
         for figure, result in results.items()
         for algo, e in result.improvement.items()
     ]
@@ -341,11 +369,21 @@ def build(
             {a: r.final_scores for a, r in result.algos.items()}, taus, profile_reps, seed
         )
         written += figures.plot_profiles(profiles, taus, figure, fig_dir / f"{figure}-profiles", xlabel)
-    runs = aggregate.final_run_scores(table) if len(table) else pd.DataFrame(columns=["algo", "variant", "final", "num_envs", "mode", "task_set", "run_dir"])
+    runs = (
+        aggregate.final_run_scores(table)
+        if len(table)
+        else pd.DataFrame(columns=["algo", "variant", "final", "num_envs", "mode", "task_set", "run_dir"])
+    )
     fig4 = fig4_runs(runs)
     if fig4["num_envs"].nunique() > 1:
         written += figures.plot_sweep(
-            fig4, "num_envs", ["m3po", "tdmpc2"], fig_dir / "fig4", "fig4: final score vs vectorized envs", "envs (2^k)", log2=True
+            fig4,
+            "num_envs",
+            ["m3po", "tdmpc2"],
+            fig_dir / "fig4",
+            "fig4: final score vs vectorized envs",
+            "envs (2^k)",
+            log2=True,
         )
     for key, xlabel in (("alpha0", r"$\alpha_0$"), ("horizon", "planning horizon H"), ("num_envs", "envs")):
         variants = runs[(runs["algo"] == REFERENCE_ALGO) & runs["variant"].str.startswith(f"{key}=")]
@@ -355,7 +393,13 @@ def build(
         shown = runs[(runs["algo"] == REFERENCE_ALGO) & runs["task_set"].isin(sets)]
         shown = shown[(shown["variant"] == "default") | shown["variant"].str.startswith(f"{key}=")]
         written += figures.plot_sweep(
-            shown, key, [REFERENCE_ALGO], fig_dir / f"ablation-{key}", f"ablation: {key}", xlabel, log2=key == "num_envs"
+            shown,
+            key,
+            [REFERENCE_ALGO],
+            fig_dir / f"ablation-{key}",
+            f"ablation: {key}",
+            xlabel,
+            log2=key == "num_envs",
         )
     rows = judge_claims(claims, results, runs)
     write_report(results_dir, rows, results, collected, written, reps)
@@ -375,7 +419,10 @@ def write_report(
     excluded = collected.excluded[["run_dir", "algo", "status", "step", "reason"]]
     sections: list[tuple[str, str | pd.DataFrame]] = [
         ("Claims of the paper against this suite", claims),
-        ("Verdict rules", VERDICT_RULES + f"\nBootstrap repetitions: {reps}; seeded, so a rerun gives the same CIs."),
+        (
+            "Verdict rules",
+            VERDICT_RULES + f"\nBootstrap repetitions: {reps}; seeded, so a rerun gives the same CIs.",
+        ),
         ("Aggregate metrics at the last step (95% CI)", _aggregate_table(results)),
         ("Probability of improvement at the last step (95% CI)", _improvement_table(results)),
         ("Compute", compute_table(collected.compute)),
@@ -395,11 +442,16 @@ def write_report(
             md.append(content)
             body.append(f"<pre>{html.escape(content)}</pre>")
         md.append("")
-    body += [f'<p><img src="{p.relative_to(results_dir)}" width="640"></p>' for p in written if p.suffix == ".png"]
+    body += [
+        f'<p><img src="{p.relative_to(results_dir)}" width="640"></p>' for p in written if p.suffix == ".png"
+    ]
     md_path, html_path = results_dir / "report.md", results_dir / "report.html"
     md_path.write_text("\n".join(md))
-    html_path.write_text("<!doctype html><html><head><meta charset='utf-8'><title>M3PO report</title></head><body>"
-                         + "\n".join(body) + "</body></html>")
+    html_path.write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>M3PO report</title></head><body>"
+        + "\n".join(body)
+        + "</body></html>"
+    )
     return md_path, html_path
 
 

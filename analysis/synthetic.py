@@ -79,7 +79,12 @@ def write_run(
     if variant is not None:
         config["variant"] = variant
     _dump(run_dir / "config.json", config)
-    record: dict[str, Any] = {"status": status, "step": last, "steps_total": last, "attempts": [{"start_step": 0}]}
+    record: dict[str, Any] = {
+        "status": status,
+        "step": last,
+        "steps_total": last,
+        "attempts": [{"start_step": 0}],
+    }
     evals = []
     for step in steps:
         by_task = scores[step]
@@ -152,7 +157,9 @@ class Grid:
 def _task_scores(
     rng: np.random.Generator, tasks: Sequence[str], level: float, steps: np.ndarray, grid: Grid
 ) -> dict[int, dict[str, float]]:
-    frac = curve(level, steps, grid.steps_total)[:, None] + rng.normal(0, grid.noise, (len(steps), len(tasks)))
+    frac = curve(level, steps, grid.steps_total)[:, None] + rng.normal(
+        0, grid.noise, (len(steps), len(tasks))
+    )
     frac = np.clip(frac, 0.0, 1.0)
     out: dict[int, dict[str, float]] = {}
     for i, step in enumerate(steps.tolist()):
