@@ -31,6 +31,7 @@ class ModelConfig:
     vmax: float = 10.0  # highest two-hot bin, symlog space
     log_std_min: float = -5.0  # floor of the prior's log sigma (issue 8: a higher floor is an option)
     log_std_max: float = 2.0  # ceiling of the prior's log sigma
+    init_log_std: float = 0.0  # the prior's log sigma at initialisation (stable-baselines3's PPO: 0)
 
 
 @dataclass
@@ -258,6 +259,9 @@ def validate(config: M3POConfig) -> M3POConfig:
     tasks = resolve_tasks(config.task)  # UnknownTaskError names the closest valid names
     if config.num_envs < len(tasks):
         raise ConfigError(f"num_envs={config.num_envs} is smaller than the task set ({len(tasks)} tasks)")
+    m = config.model
+    if not m.log_std_min < m.init_log_std < m.log_std_max:
+        raise ConfigError(f"model.init_log_std={m.init_log_std} must lie in (log_std_min, log_std_max)")
     if config.model.latent_dim % config.model.simnorm_dim:
         raise ConfigError("model.latent_dim must be a multiple of model.simnorm_dim")
     return config

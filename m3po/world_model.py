@@ -12,6 +12,8 @@ multi-task runs. Design choices (see ``shared/spec/m3po-algorithm.md``):
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -46,7 +48,16 @@ class WorldModel(nn.Module):
         self._reward = zero_(mlp(latent + act_dim + task_dim, hidden, cfg.num_bins))
         self._value = zero_(mlp(latent + task_dim, hidden, cfg.num_bins))
         self._pi = mlp(latent + task_dim, hidden, 2 * act_dim)
+        self._init_log_std(cfg.init_log_std)
         self.twohot = TwoHot(cfg.num_bins, cfg.vmin, cfg.vmax)
+
+    def _init_log_std(self, log_std: float) -> None:
+        """Start the prior at ``log_std`` everywhere: zero the log-sigma weights, set their bias."""
+        last = self._pi[-1]
+        lo, hi = self.cfg.log_std_min, self.cfg.log_std_max
+        with torch.no_grad():
+            last.weight[self.act_dim :].zero_()
+            last.bias[self.act_dim :].fill_(math.atanh(2 * (log_std - lo) / (hi - lo) - 1))
 
     def _with_task(self, x: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
         if self._task_emb is None:
