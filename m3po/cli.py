@@ -44,6 +44,12 @@ def _bench_learning(args: argparse.Namespace) -> dict[str, Any]:
     return learning.run(steps=args.steps, seeds=args.seeds, jobs=args.jobs, alpha0_zero=args.alpha0_zero)
 
 
+def _bench_dag(args: argparse.Namespace) -> dict[str, Any]:
+    from m3po.bench import dag
+
+    return dag.run()
+
+
 def _bench_analysis(args: argparse.Namespace) -> dict[str, Any]:
     from analysis import bench
 
@@ -52,6 +58,7 @@ def _bench_analysis(args: argparse.Namespace) -> dict[str, Any]:
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "analysis": _bench_analysis,
+    "dag": _bench_dag,
     "learning": _bench_learning,
     "envs": _bench_envs,
     "planner": _bench_planner,

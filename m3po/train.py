@@ -38,6 +38,8 @@ from m3po.errors import NonFiniteLossError, RunDirectoryError
 CHECKPOINT = "latest.pt"
 PREVIOUS_CHECKPOINT = "previous.pt"
 EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never reuse a training seed
+# Where and how fast a run executes, not what it computes: a resume may change these.
+RUNTIME_KEYS = frozenset({"threads", "device", "vec_mode"})
 
 
 def resolve_device(name: str) -> torch.device:
@@ -152,8 +154,13 @@ class Trainer:
             )
         if config_path.exists():
             recorded = json.loads(config_path.read_text())
-            if recorded != json.loads(json.dumps(config)):
-                diff = sorted(k for k in config if recorded.get(k) != json.loads(json.dumps(config[k])))
+            current = json.loads(json.dumps(config))
+            diff = sorted(
+                k
+                for k in current.keys() | recorded.keys()
+                if k not in RUNTIME_KEYS and recorded.get(k) != current.get(k)
+            )
+            if diff:
                 raise RunDirectoryError(
                     f"{self.run_dir} was started with another config (differs in: {', '.join(diff)}); "
                     "a resume must use the same config"

@@ -26,5 +26,6 @@ def test_m3po_learns_cartpole_swingup_in_20k_steps(tmp_path):
     first, last = evals[0]["score"], evals[-1]["score"]
     assert summary["final_score"] == last
     assert REQUIRED_SCORE > 6 * RANDOM_POLICY_SCORE
+    print(f"cartpole-swingup: score {first:.0f} at step 0, {last:.0f} after 20k steps")
     assert last >= REQUIRED_SCORE, f"score {last:.0f} after 20k steps (start {first:.0f})"
     assert last > first

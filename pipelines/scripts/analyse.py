@@ -41,7 +41,8 @@ def collect_step(smk: Any) -> None:
     stale = found.scores["run_dir"].nunique() - collected.scores["run_dir"].nunique()
     write_tables(collected, Path(smk.output.runs).parent)
     runs.reset_index().to_csv(smk.output.runs, index=False)
-    print(f"{collected.scores['run_dir'].nunique()} runs of the grid collected; {stale} others under the root left out")
+    kept = collected.scores["run_dir"].nunique()
+    print(f"{kept} runs of the grid collected; {stale} others under the root left out")
 
 
 def _figure_rows(scores: pd.DataFrame, runs_csv: str, figure: str) -> pd.DataFrame:

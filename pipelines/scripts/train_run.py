@@ -68,9 +68,15 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(command, check=True)
     status = read_status(args.run_dir)
     if status.get("status") != "finished":
-        print(f"{args.run_dir}: status {status.get('status')!r} after training, not finished", file=sys.stderr)
+        print(
+            f"{args.run_dir}: status {status.get('status')!r} after training, not finished", file=sys.stderr
+        )
         return 1
-    record = {"run_dir": str(args.run_dir), "step": status["step"], "attempts": len(status.get("attempts", []))}
+    record = {
+        "run_dir": str(args.run_dir),
+        "step": status["step"],
+        "attempts": len(status.get("attempts", [])),
+    }
     args.marker.write_text(json.dumps(record) + "\n")
     return 0
 
