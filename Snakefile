@@ -2,8 +2,9 @@
 # collects them, aggregates and draws each figure and writes the claims report.
 #
 #   snakemake --cores all figures                        # the quick profile (about an hour on 2 cores)
-#   snakemake --cores all --config profile=smoke figures # every rule in a few minutes
-#   snakemake -n --config profile=paper figures          # the paper's grid (a cluster: --profile pipelines/profiles/slurm)
+#   snakemake --cores all figures --config profile=smoke # every rule in a few minutes
+#   snakemake -n figures --config profile=paper          # the paper's grid (a cluster: --profile pipelines/profiles/slurm)
+#   (--config takes every word after it: put the target before it)
 #   snakemake --cores all fig3a                          # one figure: fig3a fig3b fig3c fig4 ablations report
 #
 # Grids: pipelines/config/{paper,quick,smoke}.yaml (schema: pipelines/schema/grid.schema.yaml).
