@@ -59,17 +59,19 @@ def _write_json_atomic(path: Path, data: Any) -> None:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSON-lines file; a cut-off last line (killed mid-write) is dropped, other bad lines raise."""
     if not path.exists():
         return []
+    lines = path.read_text().splitlines()
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as err:
-            if number == len(path.read_text().splitlines()):
-                break  # a line cut off by a kill mid-write: the resume rewrites it
+            if number == len(lines):
+                break  # the resume rewrites it
             raise RunDirectoryError(f"{path} line {number} is corrupt: {err}") from err
     return rows
 
