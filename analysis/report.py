@@ -24,7 +24,8 @@ from analysis import aggregate, figures, stats
 from analysis.aggregate import FIGURES, REFERENCE_ALGO, FigureResult
 from analysis.collect import Collected, collect, write_tables
 
-DEFAULT_CLAIMS = Path(__file__).resolve().parents[2] / "shared" / "spec" / "paper-claims.yaml"
+# The suite ships its copy of the spec's paper-claims.yaml (tests/test_analysis_report.py checks they agree).
+DEFAULT_CLAIMS = Path(__file__).resolve().parent / "paper-claims.yaml"
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 
 VERDICT_RULES = """\

@@ -1,7 +1,7 @@
 """The M3PO configuration: one typed dataclass, grouped by concern, with ``cpu`` and ``paper`` presets.
 
 Every field says in a comment what it is; ``(choice)`` marks what the paper leaves open
-(see ``shared/spec/m3po-algorithm.md``). Values derived from others live in :meth:`M3POConfig.derived`.
+(see ``shared/spec/m3po-algorithm.md``).
 """
 
 from __future__ import annotations

@@ -167,3 +167,14 @@ def test_report_rows_and_reruns(built: tuple) -> None:
     again = report.build(root, report.DEFAULT_CLAIMS, reps=300, profile_reps=100)
     assert [r.ours for r in again["claims"]] == [r.ours for r in out["claims"]]
     assert (root / "report.md").read_text() == text
+
+
+def test_shipped_claims_match_the_spec():
+    from pathlib import Path
+
+    from analysis.report import DEFAULT_CLAIMS
+
+    spec = Path(__file__).resolve().parents[2] / "shared" / "spec" / "paper-claims.yaml"
+    if not spec.exists():
+        pytest.skip("the shared spec is not beside this checkout")
+    assert DEFAULT_CLAIMS.read_text() == spec.read_text()
