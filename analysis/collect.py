@@ -158,14 +158,16 @@ def _identity(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     }
 
 
-def _train_times(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(step, wall-clock, steps/s) of each iteration, by step (empty when train.jsonl is absent)."""
+def _train_times(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(step, wall-clock, steps/s) of each iteration, by step, and the peak memory in GiB (NaN where
+    the run did not record ``mem/peak_rss_mib``); empty when train.jsonl is absent."""
     rows = _read_jsonl(path) if path.exists() else []
     steps = np.array([int(r["step"]) for r in rows], dtype=np.int64)
     wall = np.array([float(r.get("time/wall", math.nan)) for r in rows])
     sps = np.array([float(r.get("time/sps", math.nan)) for r in rows])
+    peaks = [float(r["mem/peak_rss_mib"]) for r in rows if "mem/peak_rss_mib" in r]
     order = np.argsort(steps, kind="stable")
-    return steps[order], wall[order], sps[order]
+    return steps[order], wall[order], sps[order], (max(peaks) / 1024 if peaks else math.nan)
 
 
 def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -198,7 +200,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     except (TypeError, ValueError) as err:
         raise RunRecordError(f"eval.jsonl holds a non-numeric value: {err}") from err
     tasks = [str(row["task"]) for row in rows]
-    train_steps, wall, sps = _train_times(run_dir / "train.jsonl")
+    train_steps, wall, sps, peak_gib = _train_times(run_dir / "train.jsonl")
     # The wall-clock and speed of an evaluation are those of the last iteration at or before it.
     before = np.searchsorted(train_steps, steps, side="right") - 1
     known = before >= 0
@@ -226,7 +228,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         "steps": int(status.get("step", steps.max())),
         "wall_clock": float(np.nanmax(wall)) if len(wall) else math.nan,
         "sps": float(np.nanmedian(sps)) if len(sps) else math.nan,
-        "peak_memory": math.nan,  # not recorded by the runs yet
+        "peak_memory": peak_gib,  # GiB, peak resident memory of the training process
     }
     return columns, compute
 

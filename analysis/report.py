@@ -278,7 +278,7 @@ def judge_claims(
 
 
 def compute_table(compute: pd.DataFrame) -> pd.DataFrame:
-    """Per algorithm: runs, total wall-clock hours, median steps/s, peak memory (not recorded: NaN)."""
+    """Per algorithm: runs, total wall-clock hours, median steps/s, peak memory (NaN where not recorded)."""
     if compute.empty:
         return pd.DataFrame(
             columns=["algo", "runs", "wall-clock (h, total)", "steps/s (median)", "peak memory (GiB)"]

@@ -280,6 +280,7 @@ class Trainer:
                 stats["time/sps"] = batch.rewards.numel() / elapsed
                 stats["time/wall"] = state.wall_time + time.perf_counter() - attempt_start
                 stats["train/reward_mean"] = batch.rewards.mean().item()
+                stats.update(peak_memory_mib(device))
                 train_log.append({"step": state.step, "iteration": state.iteration, **stats})
                 for name, value in stats.items():
                     self.on_metrics(name, value, state.step)
@@ -436,6 +437,16 @@ class Trainer:
             desc=f"m3po {self.cfg.task}",
             dynamic_ncols=True,
         )
+
+
+def peak_memory_mib(device: torch.device) -> dict[str, float]:
+    """Peak resident memory of this process so far (and peak CUDA memory on a GPU), in MiB."""
+    import resource
+
+    peak = {"mem/peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux: KiB
+    if device.type == "cuda":
+        peak["mem/peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return peak
 
 
 def _fmt(value: float | None) -> str:

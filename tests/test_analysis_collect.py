@@ -95,7 +95,7 @@ def test_tables_written_as_parquet_and_csv(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(back, got.scores, check_dtype=False)
     assert len(pd.read_csv(tmp_path / "tables" / "excluded.csv")) == 5
     compute = pd.read_csv(tmp_path / "tables" / "compute.csv")
-    assert compute["peak_memory"].isna().all()  # not recorded by runs yet
+    assert compute["peak_memory"].isna().all()  # synthetic runs record no memory
 
 
 def test_algo_rule_without_runs_component(tmp_path: Path) -> None:
