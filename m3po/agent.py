@@ -315,7 +315,3 @@ class M3POAgent:
         self.optim.load_state_dict(state["optim"])
         self.generator.set_state(state["generator"])
         self._plan_mean = state["plan_mean"]
-
-
-def num_parameters(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
