@@ -83,9 +83,9 @@ class Algorithm:
         values = self.preset_dict(preset)
         merge(values, updates)
         values["preset"] = preset
-        cfg = self.validate(build_config(self.config_class, values))
-        self.check_tasks(cfg.task)
-        return cfg
+        cfg = build_config(self.config_class, values)
+        self.check_tasks(cfg.task)  # before validate: a task-mode mismatch is the clearer message
+        return self.validate(cfg)
 
     def check_tasks(self, task: str) -> tuple[str, ...]:
         """The run's tasks; a single-task algorithm given a set, or a multi-task one given one task, fails."""
@@ -122,12 +122,30 @@ class Algorithm:
 
 def _registered() -> list[Algorithm]:
     # Imports stay inside: config modules are light, train modules are imported by load_train only.
+    from baselines.sb3 import config as sb3
     from m3po import config as m3po_config
 
+    sb3_needs = ("stable_baselines3",)
     return [
         Algorithm(
             "m3po", "any", m3po_config.M3POConfig, m3po_config.PRESET_OVERRIDES, m3po_config.validate,
             "m3po.train:train", description="M3PO: PPO with a world model, MPPI planner and bonus",
+        ),
+        Algorithm(
+            "ppo", "single", sb3.PPORunConfig, sb3.presets("ppo"), sb3.validate_ppo,
+            "baselines.sb3.train:train_ppo", sb3_needs, "stable-baselines3 PPO",
+        ),
+        Algorithm(
+            "sac", "single", sb3.SACRunConfig, sb3.presets("sac"), sb3.validate_sac,
+            "baselines.sb3.train:train_sac", sb3_needs, "stable-baselines3 SAC",
+        ),
+        Algorithm(
+            "mt-ppo", "multi", sb3.PPORunConfig, sb3.presets("mt-ppo"), sb3.validate_ppo,
+            "baselines.sb3.train:train_mt_ppo", sb3_needs, "stable-baselines3 PPO, one-hot task id",
+        ),
+        Algorithm(
+            "mt-sac", "multi", sb3.SACRunConfig, sb3.presets("mt-sac"), sb3.validate_sac,
+            "baselines.sb3.train:train_mt_sac", sb3_needs, "SAC, one-hot task id, a temperature per task",
         ),
     ]  # fmt: skip
 
