@@ -29,7 +29,8 @@ How a new algorithm plugs in
    summary dict with at least ``step``, ``final_score``, ``wall_time``, ``resumed_from``.
 5. One :class:`Algorithm` line in ``_REGISTERED`` below. ``train`` is a ``"module:function"``
    string, imported only when a run starts; ``requires`` names the Python modules the train entry
-   needs, so that a missing optional dependency is reported rather than crashing the listing.
+   needs, so that a missing optional dependency is reported rather than crashing the listing;
+   ``bench`` sets the short run ``m3po bench algos`` measures (see :class:`Algorithm`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from m3po.config import ConfigError, RunConfig, build_config, merge, preset_values
@@ -58,6 +59,9 @@ class Algorithm:
     :param train: ``"module:function"`` of the train entry ``(cfg, run_dir, on_metrics, progress) -> dict``
     :param requires: Python modules the train entry needs (checked by :meth:`missing_requirements`)
     :param description: one line for listings
+    :param bench: ``m3po bench algos``'s measured run: ``steps`` (a few thousand at most) and
+        ``overrides`` of the cpu preset that keep it short without changing the per-step cost
+        (e.g. fewer warm-up steps before SAC learns)
     """
 
     name: str
@@ -68,6 +72,7 @@ class Algorithm:
     train: str
     requires: tuple[str, ...] = ()
     description: str = ""
+    bench: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def field_names(self) -> frozenset[str]:
@@ -126,26 +131,33 @@ def _registered() -> list[Algorithm]:
     from m3po import config as m3po_config
 
     sb3_needs = ("stable_baselines3",)
+    # PPO: 512-step rollouts give several updates in a short run (the cost per step is the same).
+    ppo_bench = {"steps": 3072, "overrides": {"ppo": {"n_steps": 512}}}
+    # SAC: learning from step 500 rather than 5000, so the measured steps include updates.
+    sac_bench = {"steps": 2000, "overrides": {"sac": {"learning_starts": 500}, "log_every": 250}}
     return [
         Algorithm(
             "m3po", "any", m3po_config.M3POConfig, m3po_config.PRESET_OVERRIDES, m3po_config.validate,
             "m3po.train:train", description="M3PO: PPO with a world model, MPPI planner and bonus",
+            bench={"steps": 4096, "overrides": {"ppo": {"rollout_len": 128}}},
         ),
         Algorithm(
             "ppo", "single", sb3.PPORunConfig, sb3.presets("ppo"), sb3.validate_ppo,
-            "baselines.sb3.train:train_ppo", sb3_needs, "stable-baselines3 PPO",
+            "baselines.sb3.train:train_ppo", sb3_needs, "stable-baselines3 PPO", ppo_bench,
         ),
         Algorithm(
             "sac", "single", sb3.SACRunConfig, sb3.presets("sac"), sb3.validate_sac,
-            "baselines.sb3.train:train_sac", sb3_needs, "stable-baselines3 SAC",
+            "baselines.sb3.train:train_sac", sb3_needs, "stable-baselines3 SAC", sac_bench,
         ),
         Algorithm(
             "mt-ppo", "multi", sb3.PPORunConfig, sb3.presets("mt-ppo"), sb3.validate_ppo,
             "baselines.sb3.train:train_mt_ppo", sb3_needs, "stable-baselines3 PPO, one-hot task id",
+            {"steps": 4096, "overrides": {"ppo": {"n_steps": 128}}},
         ),
         Algorithm(
             "mt-sac", "multi", sb3.SACRunConfig, sb3.presets("mt-sac"), sb3.validate_sac,
             "baselines.sb3.train:train_mt_sac", sb3_needs, "SAC, one-hot task id, a temperature per task",
+            sac_bench,
         ),
     ]  # fmt: skip
 
