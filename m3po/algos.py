@@ -127,6 +127,7 @@ class Algorithm:
 
 def _registered() -> list[Algorithm]:
     # Imports stay inside: config modules are light, train modules are imported by load_train only.
+    from baselines.dreamerv3 import config as dv3
     from baselines.sb3 import config as sb3
     from m3po import config as m3po_config
 
@@ -158,6 +159,12 @@ def _registered() -> list[Algorithm]:
             "mt-sac", "multi", sb3.SACRunConfig, sb3.presets("mt-sac"), sb3.validate_sac,
             "baselines.sb3.train:train_mt_sac", sb3_needs, "SAC, one-hot task id, a temperature per task",
             sac_bench,
+        ),
+        Algorithm(
+            "dreamerv3", "single", dv3.DreamerV3RunConfig, dv3.PRESETS, dv3.validate,
+            "baselines.dreamerv3.train:train", ("sheeprl",), "DreamerV3 (sheeprl), vector observations",
+            # Training from step 512, so the measured steps include gradient steps.
+            {"steps": 1536, "overrides": {"dreamer": {"learning_starts": 512}}},
         ),
     ]  # fmt: skip
 
