@@ -151,7 +151,7 @@ class DreamerV3Run:
         self._pending: dict[int, dict[str, float]] = {}
         self._window_step = 0
         self._window_start = 0.0
-        self._attempt_start = 0.0
+        self._segment_start = 0.0  # wall-clock start of the training since the last checkpoint
         self._bar: Any = None
         self._sheeprl_cfg: dict[str, Any] | None = None
 
@@ -271,8 +271,8 @@ class DreamerV3Run:
         }
 
     def _open_window(self) -> None:
-        self._attempt_start = time.perf_counter()
-        self._window_start = self._attempt_start
+        self._segment_start = time.perf_counter()
+        self._window_start = self._segment_start
         self._window_step = self.state.step
 
     def _progress_bar(self) -> Any:
@@ -285,25 +285,32 @@ class DreamerV3Run:
 
     # ---------------------------------------------------------------------------------- hooks
     def add_metrics(self, metrics: dict[str, float], step: int) -> None:
-        """sheeprl logs a step's metrics in several calls: they are gathered, then written as one row."""
+        """sheeprl logs a step's metrics in several calls: they are gathered, then written as one row.
+
+        A row is written when the next one starts, at a checkpoint or at the end; its times are
+        those of its first call (the moment sheeprl logged it).
+        """
         if any(s != step for s in self._pending):
             self.flush_metrics()
-        row = self._pending.setdefault(step, {})
+        if step not in self._pending:
+            now = time.perf_counter()
+            self._pending[step] = {
+                "time/sps": (step - self._window_step) / max(now - self._window_start, 1e-9),
+                "time/wall": self.state.wall_time + now - self._segment_start,
+            }
+            self._window_step, self._window_start = step, now
+        row = self._pending[step]
         for name, value in metrics.items():
             row[metric_name(name)] = float(value)
 
     def flush_metrics(self) -> None:
-        """Write the gathered metrics as train.jsonl rows, with the agent steps/s since the last row."""
+        """Write the gathered metrics as train.jsonl rows."""
         for step, metrics in sorted(self._pending.items()):
-            now = time.perf_counter()
-            metrics["time/sps"] = (step - self._window_step) / max(now - self._window_start, 1e-9)
-            metrics["time/wall"] = self.state.wall_time + now - self._attempt_start
             metrics.update(peak_memory_mib(self.device))
             self.record.log_train({"step": step}, metrics)
             if self._bar is not None:
                 self._bar.update(step - self._bar.n)
                 self._bar.set_postfix(sps=f"{metrics['time/sps']:.2f}", eval=_fmt(self.last_eval))
-            self._window_step, self._window_start = step, now
         self._pending.clear()
 
     def on_checkpoint(self, fabric: Any, ckpt_path: str, state: dict[str, Any]) -> None:
@@ -315,7 +322,7 @@ class DreamerV3Run:
         started = time.perf_counter()
         if self.state.step >= self.state.next_eval or self.state.step >= cfg.steps:
             self._evaluate(state, fabric)
-        self.state.wall_time += started - self._attempt_start
+        self.state.wall_time += started - self._segment_start
         self.record.save_checkpoint(
             {"state": self.state.as_dict(), "sheeprl_checkpoint": os.path.relpath(ckpt_path, self.run_dir)}
         )
