@@ -321,7 +321,10 @@ class DreamerV3Run:
         self.state.iteration = int(state["per_rank_gradient_steps"])
         started = time.perf_counter()
         if self.state.step >= self.state.next_eval or self.state.step >= cfg.steps:
-            self._evaluate(state, fabric)
+            # Building the player draws initial weights: training's random streams are left as they were.
+            cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):
+                self._evaluate(state, fabric)
         self.state.wall_time += started - self._segment_start
         self.record.save_checkpoint(
             {"state": self.state.as_dict(), "sheeprl_checkpoint": os.path.relpath(ckpt_path, self.run_dir)}
@@ -351,6 +354,9 @@ class DreamerV3Run:
         """
         from sheeprl.algos.dreamer_v3.agent import build_agent
 
+        if self.cfg.eval_episodes == 0:
+            self._advance_next_eval()
+            return
         if fabric is None:
             fabric = self._fabric()
             fabric.seed_everything(self.cfg.seed, verbose=False)
@@ -369,6 +375,9 @@ class DreamerV3Run:
 
         rows = evaluate(policy, [self.cfg.task], self.cfg.seed, self.state.step, n, player.init_states)
         self.last_eval = self.record.log_eval(rows)
+        self._advance_next_eval()
+
+    def _advance_next_eval(self) -> None:
         while self.state.next_eval <= self.state.step:
             self.state.next_eval += self.cfg.eval_every or self.cfg.steps
 
