@@ -145,7 +145,7 @@ class DreamerV3Run:
             torch.set_num_threads(cfg.threads)
         self.progress = progress
         self.record = RunRecord(self.run_dir, ALGO, cfg.to_dict(), cfg.steps, self.device, on_metrics)
-        self.state = TrainState(next_eval=0, next_checkpoint=0)
+        self.state = TrainState()  # iteration: sheeprl's gradient steps so far
         self.obs_dim, self.act_dim = task_dims(cfg.task)
         self.last_eval: float | None = None
         self._pending: dict[int, dict[str, float]] = {}
@@ -164,7 +164,8 @@ class DreamerV3Run:
         from sheeprl.utils.utils import dotdict
 
         cfg, d = self.cfg, self.cfg.dreamer
-        period = math.gcd(cfg.eval_every, cfg.checkpoint_every) or cfg.eval_every or cfg.checkpoint_every
+        # sheeprl checkpoints (and the run evaluates) on a common period of both; 0 and 0: at the end only
+        period = math.gcd(cfg.eval_every, cfg.checkpoint_every) or cfg.steps
         overrides = [
             "exp=dreamer_v3",
             f"algo=dreamer_v3_{d.size}",
@@ -188,10 +189,9 @@ class DreamerV3Run:
             "env.max_episode_steps=null",  # our environments end their episodes (time limit only)
             f"buffer.size={d.buffer_size}",
             "buffer.checkpoint=True",
-            f"checkpoint.every={period if period else cfg.steps}",
+            f"checkpoint.every={period}",
             "checkpoint.save_last=True",
             f"metric.log_every={d.log_every}",
-            f"fabric.accelerator={'cuda' if self.device.type == 'cuda' else 'cpu'}",
             "fabric.precision=32-true",
             f"num_threads={torch.get_num_threads()}",
             "model_manager.disabled=True",
