@@ -53,6 +53,16 @@ def _bench_learning(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def _bench_algos(args: argparse.Namespace) -> dict[str, Any]:
+    from m3po.algos import get_algorithm
+    from m3po.bench import algos
+
+    names = args.algos.split(",") if args.algos else None
+    for name in names or []:
+        get_algorithm(name)  # an unknown name fails here, listing the valid ones
+    return algos.run(threads=args.threads, algos=names)
+
+
 def _bench_dag(args: argparse.Namespace) -> dict[str, Any]:
     from m3po.bench import dag
 
@@ -66,6 +76,7 @@ def _bench_analysis(args: argparse.Namespace) -> dict[str, Any]:
 
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "algos": _bench_algos,
     "analysis": _bench_analysis,
     "dag": _bench_dag,
     "learning": _bench_learning,
@@ -120,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="learning: config override (repeat)"
     )
     bench.add_argument("--variant-name", default="default", help="learning: name of the variant's run folder")
+    bench.add_argument("--threads", type=_positive(int), default=1, help="algos: torch threads per run")
+    bench.add_argument("--algos", default="", help="algos: comma list of algorithms (default: all)")
     bench.set_defaults(func=_cmd_bench)
     return parser
 
