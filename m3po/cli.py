@@ -50,6 +50,7 @@ def _bench_learning(args: argparse.Namespace) -> dict[str, Any]:
         tasks=tuple(args.tasks.split(",")),
         overrides=tuple(args.set),
         name=args.variant_name,
+        algo=args.algo,
     )
 
 
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="learning: config override (repeat)"
     )
     bench.add_argument("--variant-name", default="default", help="learning: name of the variant's run folder")
+    bench.add_argument("--algo", default="m3po", help="learning: the algorithm to train")
     bench.add_argument("--threads", type=_positive(int), default=1, help="algos: torch threads per run")
     bench.add_argument("--algos", default="", help="algos: comma list of algorithms (default: all)")
     bench.set_defaults(func=_cmd_bench)
