@@ -44,6 +44,16 @@ def _bench_learning(args: argparse.Namespace) -> dict[str, Any]:
     return learning.run(steps=args.steps, seeds=args.seeds, jobs=args.jobs, alpha0_zero=args.alpha0_zero)
 
 
+def _bench_algos(args: argparse.Namespace) -> dict[str, Any]:
+    from m3po.algos import get_algorithm
+    from m3po.bench import algos
+
+    names = args.algos.split(",") if args.algos else None
+    for name in names or []:
+        get_algorithm(name)  # an unknown name fails here, listing the valid ones
+    return algos.run(threads=args.threads, algos=names)
+
+
 def _bench_dag(args: argparse.Namespace) -> dict[str, Any]:
     from m3po.bench import dag
 
@@ -57,6 +67,7 @@ def _bench_analysis(args: argparse.Namespace) -> dict[str, Any]:
 
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "algos": _bench_algos,
     "analysis": _bench_analysis,
     "dag": _bench_dag,
     "learning": _bench_learning,
@@ -106,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=_positive(int), default=3, help="learning: seeds per task")
     bench.add_argument("--jobs", type=_positive(int), default=2, help="learning: runs at a time")
     bench.add_argument("--alpha0-zero", action="store_true", help="learning: also run without the bonus")
+    bench.add_argument("--threads", type=_positive(int), default=1, help="algos: torch threads per run")
+    bench.add_argument("--algos", default="", help="algos: comma list of algorithms (default: all)")
     bench.set_defaults(func=_cmd_bench)
     return parser
 

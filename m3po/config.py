@@ -2,6 +2,10 @@
 
 Every field says in a comment what it is; ``(choice)`` marks what the paper leaves open
 (see ``shared/spec/m3po-algorithm.md``).
+
+:class:`RunConfig` holds the fields every algorithm's config shares (task, seed, budget, evaluation,
+checkpoints, device); :func:`preset_values`, :func:`build_config` and :func:`validate_run` build and
+check any algorithm's config dataclass the same way (see :mod:`m3po.algos`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,27 @@ from typing import Any, get_type_hints
 from m3po.envs.registry import resolve_tasks
 
 PRESETS = ("cpu", "paper")
+
+
+@dataclass
+class RunConfig:
+    """Fields every algorithm's config has: what it trains on, for how long, and how the run is recorded."""
+
+    preset: str = "cpu"  # cpu | paper (each algorithm's own preset values)
+    task: str = "cartpole-swingup"  # task or task set (dmc39, mw50, mt30, mt80, or a comma list)
+    seed: int = 1  # run seed (env i gets seed + i)
+    steps: int = 100_000  # agent-step budget, summed over envs
+    num_envs: int = 8  # vectorized environments
+    vec_mode: str = "sync"  # sync | async
+    eval_every: int = 10_000  # agent steps between evaluations
+    eval_episodes: int = 10  # evaluation episodes per task
+    checkpoint_every: int = 20_000  # agent steps between checkpoints
+    device: str = "auto"  # auto (CUDA when present, else CPU) | cpu | cuda | cuda:N
+    threads: int = 0  # torch threads (0: leave torch's default)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (what Sacred stores)."""
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -101,30 +126,15 @@ class WorldModelLossConfig:
 
 
 @dataclass
-class M3POConfig:
-    """Everything a run needs; ``preset`` picks sizes, explicit fields override them."""
+class M3POConfig(RunConfig):
+    """Everything an M3PO run needs; ``preset`` picks sizes, explicit fields override them."""
 
-    preset: str = "cpu"  # cpu | paper (see PRESET_OVERRIDES)
-    task: str = "cartpole-swingup"  # task or task set (dmc39, mw50, mt30, mt80, or a comma list)
-    seed: int = 1  # run seed (env i gets seed + i)
-    steps: int = 100_000  # agent-step budget, summed over envs
-    num_envs: int = 8  # vectorized environments
-    vec_mode: str = "sync"  # sync | async
-    eval_every: int = 10_000  # agent steps between evaluations
-    eval_episodes: int = 10  # evaluation episodes per task
     eval_planner: bool = True  # evaluate with the planner (False: the prior's mode alone, a diagnostic)
-    checkpoint_every: int = 20_000  # agent steps between checkpoints
-    device: str = "auto"  # auto (CUDA when present, else CPU) | cpu | cuda | cuda:N
-    threads: int = 0  # torch threads (0: leave torch's default)
     model: ModelConfig = field(default_factory=ModelConfig)  # sizes
     planner: PlannerConfig = field(default_factory=PlannerConfig)  # MPPI
     bonus: BonusConfig = field(default_factory=BonusConfig)  # exploration bonus
     ppo: PPOConfig = field(default_factory=PPOConfig)  # actor-critic learning
     wm: WorldModelLossConfig = field(default_factory=WorldModelLossConfig)  # world-model losses
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (what Sacred stores)."""
-        return dataclasses.asdict(self)
 
 
 # Per-preset values; ``paper`` is TD-MPC2's 5M-parameter size and planner (a GPU run), ``cpu`` is
@@ -153,24 +163,31 @@ class ConfigError(ValueError):
     """A bad configuration value; the message names the field and what is valid."""
 
 
-def _merge(target: dict[str, Any], updates: dict[str, Any]) -> None:
+def merge(target: dict[str, Any], updates: dict[str, Any]) -> None:
+    """Update the nested dict ``target`` with ``updates`` in place, section by section."""
     for key, value in updates.items():
         if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
+            merge(target[key], value)
         else:
             target[key] = value
 
 
-def preset_dict(preset: str) -> dict[str, Any]:
-    """The full config dict of a preset (defaults with the preset's overrides applied)."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-    values = M3POConfig(preset=preset).to_dict()
-    _merge(values, PRESET_OVERRIDES[preset])
+def preset_values(cls: type[RunConfig], overrides: dict[str, dict[str, Any]], preset: str) -> dict[str, Any]:
+    """The full config dict of ``cls`` for ``preset``: its defaults with ``overrides[preset]`` applied."""
+    if preset not in overrides:
+        raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(sorted(overrides))}")
+    values = cls(preset=preset).to_dict()
+    merge(values, overrides[preset])
     return values
 
 
-def _build(cls: type, values: dict[str, Any], path: str) -> Any:
+def preset_dict(preset: str) -> dict[str, Any]:
+    """The full M3PO config dict of a preset (defaults with the preset's overrides applied)."""
+    return preset_values(M3POConfig, PRESET_OVERRIDES, preset)
+
+
+def build_config(cls: type, values: dict[str, Any], path: str = "") -> Any:
+    """``cls(**values)`` with nested dataclass sections, types checked; unknown fields name the close ones."""
     hints = get_type_hints(cls)
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - names)
@@ -184,7 +201,7 @@ def _build(cls: type, values: dict[str, Any], path: str) -> Any:
         if dataclasses.is_dataclass(kind):
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}{name} must be a mapping of fields, got {value!r}")
-            kwargs[name] = _build(kind, value, f"{path}{name}.")
+            kwargs[name] = build_config(kind, value, f"{path}{name}.")
             continue
         kwargs[name] = _coerce(f"{path}{name}", value, kind)
     return cls(**kwargs)
@@ -203,39 +220,50 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
 
 
 _CHOICES = {
-    "vec_mode": ("sync", "async"),
     "bonus.schedule": ("linear", "constant", "cosine"),
     "bonus.scale": ("none", "std"),
     "ppo.behaviour_density": ("prior", "planner"),
     "planner.sample_space": ("pretanh", "action"),
 }
-_NON_NEGATIVE = (
-    "steps",
-    "eval_every",
-    "eval_episodes",
-    "checkpoint_every",
-    "threads",
-    "seed",
-    "bonus.alpha0",
-)
+_RUN_NON_NEGATIVE = ("steps", "eval_every", "eval_episodes", "checkpoint_every", "threads", "seed")
+_NON_NEGATIVE = ("bonus.alpha0",)
 _POSITIVE = (
-    "num_envs", "ppo.rollout_len", "ppo.epochs", "ppo.minibatch_size", "planner.horizon",
+    "ppo.rollout_len", "ppo.epochs", "ppo.minibatch_size", "planner.horizon",
     "planner.iterations", "planner.num_samples", "planner.num_elites", "model.latent_dim",
     "bonus.anneal_steps", "wm.horizon",
 )  # fmt: skip
 
 
-def _get(config: M3POConfig, dotted: str) -> Any:
+def _get(config: Any, dotted: str) -> Any:
     value: Any = config
     for part in dotted.split("."):
         value = getattr(value, part)
     return value
 
 
+def validate_run(config: RunConfig, presets: tuple[str, ...] = PRESETS) -> tuple[str, ...]:
+    """Check the :class:`RunConfig` fields and return the run's tasks.
+
+    :raises ConfigError: naming the bad value and the valid ones
+    """
+    if config.preset not in presets:
+        raise ConfigError(f"unknown preset {config.preset!r}; valid presets: {', '.join(presets)}")
+    if config.vec_mode not in ("sync", "async"):
+        raise ConfigError(f"vec_mode={config.vec_mode!r} is not valid; choose one of: sync, async")
+    for name in _RUN_NON_NEGATIVE:
+        if _get(config, name) < 0:
+            raise ConfigError(f"{name} must be >= 0, got {_get(config, name)}")
+    if config.num_envs < 1:
+        raise ConfigError(f"num_envs must be >= 1, got {config.num_envs}")
+    tasks = resolve_tasks(config.task)  # UnknownTaskError names the closest valid names
+    if config.num_envs < len(tasks):
+        raise ConfigError(f"num_envs={config.num_envs} is smaller than the task set ({len(tasks)} tasks)")
+    return tasks
+
+
 def validate(config: M3POConfig) -> M3POConfig:
     """Check ranges and choices; raise :class:`ConfigError` naming the bad value."""
-    if config.preset not in PRESETS:
-        raise ConfigError(f"unknown preset {config.preset!r}; valid presets: {', '.join(PRESETS)}")
+    validate_run(config)
     for name, choices in _CHOICES.items():
         if _get(config, name) not in choices:
             raise ConfigError(
@@ -256,9 +284,6 @@ def validate(config: M3POConfig) -> M3POConfig:
         )
     if not 0 < p.min_std <= p.max_std:
         raise ConfigError(f"need 0 < planner.min_std <= planner.max_std, got {p.min_std}, {p.max_std}")
-    tasks = resolve_tasks(config.task)  # UnknownTaskError names the closest valid names
-    if config.num_envs < len(tasks):
-        raise ConfigError(f"num_envs={config.num_envs} is smaller than the task set ({len(tasks)} tasks)")
     m = config.model
     if not m.log_std_min < m.init_log_std < m.log_std_max:
         raise ConfigError(f"model.init_log_std={m.init_log_std} must lie in (log_std_min, log_std_max)")
@@ -274,6 +299,6 @@ def make_config(preset: str = "cpu", **updates: Any) -> M3POConfig:
     :param updates: field overrides, e.g. ``steps=1000, planner={"horizon": 5}``
     """
     values = preset_dict(preset)
-    _merge(values, updates)
+    merge(values, updates)
     values["preset"] = preset
-    return validate(_build(M3POConfig, values, ""))
+    return validate(build_config(M3POConfig, values))

@@ -1,6 +1,8 @@
 """Training runs as Sacred experiments.
 
-``m3po train with algo=m3po task=cartpole-swingup seed=1 steps=100000``:
+``m3po train with algo=m3po task=cartpole-swingup seed=1 steps=100000``: ``algo`` is any name of
+the registry (:mod:`m3po.algos`), whose config dataclass gives the other keys (flat run fields,
+dotted section fields: ``planner.horizon=5``, ``sac.learning_rate=1e-4``).
 
 Each run gets its own deterministic directory (default ``results/runs/{algo}/{task}/seed{seed}``),
 and each attempt at it (a first start, then every resume) its own Sacred record
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,14 @@ from sacred import SETTINGS, Experiment
 from sacred.arg_parser import get_config_updates
 from sacred.observers import FileStorageObserver
 
-from m3po.config import ConfigError, M3POConfig, make_config, preset_dict
+from m3po.algos import ALGOS, get_algorithm
+from m3po.config import ConfigError, RunConfig
 
 # tqdm draws the progress bar on stderr; Sacred's default fd capture would swallow its redraws.
 SETTINGS.CAPTURE_MODE = "sys"
 
-ALGOS = ("m3po",)
-CONFIG_FIELDS = {f.name for f in fields(M3POConfig)}
+__all__ = ["ALGOS", "build_experiment", "default_run_dir", "resolve_config", "run_from_args"]
+# Keys of a run that are not fields of the algorithm's config.
 RUN_KEYS = {"algo", "run_dir", "progress", "mongo_url"}
 
 
@@ -35,63 +37,45 @@ def default_run_dir(algo: str, task: str, seed: int) -> Path:
     return Path("results") / "runs" / algo / task.replace(",", "+").replace(" ", "") / f"seed{seed}"
 
 
-def build_experiment() -> Experiment:
-    """The Sacred experiment; its config holds the run keys and overrides of :class:`M3POConfig`."""
+def build_experiment(algo: str = "m3po", preset: str = "cpu") -> Experiment:
+    """The Sacred experiment of ``algo``: its config holds the run keys and the full values of the
+    algorithm's config for ``preset`` (every field overridable: ``steps=...``, ``planner.horizon=5``)."""
+    spec = get_algorithm(algo)
     ex = Experiment("m3po", save_git_info=False)
-
-    @ex.config
-    def config() -> None:
-        algo = "m3po"  # algorithm: m3po (baselines join through the same runner)
-        preset = "cpu"  # cpu | paper: sizes of model and planner
-        task = "cartpole-swingup"  # task, task set (mt80, dmc39, ...) or comma list
-        seed = 1  # run seed
-        steps = 100_000  # agent steps, summed over envs
-        run_dir = None  # None: results/runs/{algo}/{task}/seed{seed}
-        progress = True  # progress bar on stderr
-        mongo_url = None  # also record to MongoDB (or set M3PO_MONGO_URL)
-        # Every other M3POConfig field, from the preset; override any, e.g. planner.horizon=5.
-        num_envs = preset_dict(preset)["num_envs"]  # vectorized environments
-        vec_mode = preset_dict(preset)["vec_mode"]  # sync | async
-        eval_every = preset_dict(preset)["eval_every"]  # agent steps between evaluations
-        eval_episodes = preset_dict(preset)["eval_episodes"]  # evaluation episodes per task
-        eval_planner = preset_dict(preset)["eval_planner"]  # evaluate with the planner (False: the prior)
-        checkpoint_every = preset_dict(preset)["checkpoint_every"]  # agent steps between checkpoints
-        device = preset_dict(preset)["device"]  # auto | cpu | cuda
-        threads = preset_dict(preset)["threads"]  # torch threads (0: torch's default)
-        model = preset_dict(preset)["model"]  # model sizes
-        planner = preset_dict(preset)["planner"]  # MPPI settings
-        bonus = preset_dict(preset)["bonus"]  # exploration bonus
-        ppo = preset_dict(preset)["ppo"]  # PPO settings
-        wm = preset_dict(preset)["wm"]  # world-model losses
+    run_keys = {
+        "algo": algo,  # algorithm (m3po.algos lists them)
+        "run_dir": None,  # None: results/runs/{algo}/{task}/seed{seed}
+        "progress": True,  # progress bar on stderr
+        "mongo_url": None,  # also record to MongoDB (or set M3PO_MONGO_URL)
+    }
+    ex.add_config({**run_keys, **spec.preset_dict(preset)})
 
     @ex.main
     def main(_config: dict[str, Any], _run: Any) -> dict[str, Any]:
-        from m3po.train import Trainer
-
         cfg = resolve_config(_config)
+        train = get_algorithm(_config["algo"]).load_train()
         run_dir = Path(_config["run_dir"])
-        _run.info["resolved_config"] = cfg.to_dict()
+        _run.info["resolved_config"] = {"algo": _config["algo"], **cfg.to_dict()}
         _run.info["run_dir"] = str(run_dir)
         _run.info["versions"] = library_versions()
         _run.info["commit"] = git_commit()
-        trainer = Trainer(cfg, run_dir, on_metrics=_run.log_scalar, progress=_config["progress"])
-        return trainer.run()
+        return train(cfg, run_dir, on_metrics=_run.log_scalar, progress=_config["progress"])
 
     return ex
 
 
-def resolve_config(values: dict[str, Any]) -> M3POConfig:
-    """Sacred's config dict -> validated :class:`M3POConfig` (errors name the bad field)."""
-    algo = values.get("algo")
-    if algo not in ALGOS:
-        raise ConfigError(f"unknown algo {algo!r}; valid: {', '.join(ALGOS)}")
-    updates = {k: v for k, v in values.items() if k in CONFIG_FIELDS and k != "preset"}
-    unknown = sorted(set(values) - CONFIG_FIELDS - RUN_KEYS)
+def resolve_config(values: dict[str, Any]) -> RunConfig:
+    """Sacred's config dict -> the algorithm's validated config (errors name the bad field)."""
+    spec = get_algorithm(values.get("algo"))
+    config_fields = spec.field_names
+    unknown = sorted(set(values) - config_fields - RUN_KEYS)
     if unknown:
         raise ConfigError(
-            f"unknown config key {unknown[0]!r}; valid: {', '.join(sorted(CONFIG_FIELDS | RUN_KEYS))}"
+            f"unknown config key {unknown[0]!r} for algo={spec.name}; "
+            f"valid: {', '.join(sorted(config_fields | RUN_KEYS))}"
         )
-    return make_config(values.get("preset", "cpu"), **updates)
+    updates = {k: v for k, v in values.items() if k in config_fields and k != "preset"}
+    return spec.make_config(values.get("preset", "cpu"), **updates)
 
 
 def library_versions() -> dict[str, str]:
@@ -99,7 +83,8 @@ def library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("torch", "numpy", "mujoco", "dm-control", "metaworld", "gymnasium", "sacred", "m3po-suite"):
+    names = ("torch", "numpy", "mujoco", "dm-control", "metaworld", "gymnasium", "sacred")
+    for name in (*names, "stable-baselines3", "m3po-suite"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -134,11 +119,11 @@ def run_from_args(argv: list[str]) -> dict[str, Any]:
     updates, named = get_config_updates(argv)
     if named:
         raise ConfigError(f"named configs are not supported: {named}")
-    ex = build_experiment()
     defaults = {"algo": "m3po", "preset": "cpu", "task": "cartpole-swingup", "seed": 1, "run_dir": None}
     merged = {**defaults, **{k: v for k, v in updates.items() if k in defaults}}
     # Validate before anything starts or any directory is made.
     resolve_config({**defaults, **updates})
+    ex = build_experiment(merged["algo"], merged["preset"])
     run_dir = Path(merged["run_dir"] or default_run_dir(merged["algo"], str(merged["task"]), merged["seed"]))
     updates["run_dir"] = str(run_dir)
     sacred_dir = run_dir / "sacred"

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
+from m3po.algos import ALGORITHMS
 from m3po.envs.registry import UnknownTaskError, resolve_tasks
 from m3po.experiment import ALGOS
 
@@ -56,6 +57,31 @@ class Run:
         return [f"{k}={v}" for k, v in values.items()]
 
 
+def has_key(algo: str, dotted: str) -> bool:
+    """Whether ``algo``'s config has the (dotted) key; True for algorithms not registered yet."""
+    if algo not in ALGORITHMS:
+        return True
+    values = ALGORITHMS[algo].preset_dict("cpu")
+    for part in dotted.split("."):
+        if not isinstance(values, dict) or part not in values:
+            return False
+        values = values[part]
+    return True
+
+
+def overrides_for(algo: str, fig: str, algos: list, shared: dict, own: dict, variant: dict) -> dict:
+    """The run's overrides: the grid's and the figure's keys that ``algo``'s config has (each algorithm
+    takes the keys it knows: ``ppo.rollout_len`` is M3PO's, ``sac.learning_starts`` SAC's), then
+    ``algo_overrides[algo]`` and the variant's, which must all be ``algo``'s."""
+    for key in shared:
+        if not any(has_key(a, key) for a in algos):
+            raise GridError(f"figure {fig}: override {key!r} is a config key of none of its algorithms {algos}")
+    for key in list(own) + list(variant):
+        if not has_key(algo, key):
+            raise GridError(f"figure {fig}: override {key!r} is not a config key of algo {algo}")
+    return {**{k: v for k, v in shared.items() if has_key(algo, k)}, **own, **variant}
+
+
 def variant_overrides(name: str) -> dict:
     if name == "default":
         return {}
@@ -93,7 +119,9 @@ def expand_grid(grid: dict) -> tuple[dict, dict]:
         for algo in algos:
             for task in tasks:
                 for variant in spec.get("variants", ["default"]):
-                    overrides = {**grid.get("overrides", {}), **spec.get("overrides", {}), **variant_overrides(variant)}
+                    shared = {**grid.get("overrides", {}), **spec.get("overrides", {})}
+                    own = grid.get("algo_overrides", {}).get(algo, {})
+                    overrides = overrides_for(algo, fig, algos, shared, own, variant_overrides(variant))
                     label = "default" if fig == "fig4" else variant
                     for seed in range(1, grid["seeds"] + 1):
                         run = Run(algo, task, variant, label, seed, spec.get("steps_by_task", {}).get(task, spec["steps"]), overrides)
@@ -116,7 +144,7 @@ validate(config, ROOT / "pipelines" / "schema" / "workflow.schema.yaml")
 GRID = load_grid(config)
 validate(GRID, ROOT / "pipelines" / "schema" / "grid.schema.yaml", set_default=True)
 # Top-level defaults (the schema's); nested ones are read with .get where used.
-GRID = {"supported_algos_only": False, "threads": 1, "reps": 50000, "overrides": {}, **GRID}
+GRID = {"supported_algos_only": False, "threads": 1, "reps": 50000, "overrides": {}, "algo_overrides": {}, **GRID}
 PROFILE = GRID["profile"]
 MONGO_URL = config.get("mongo_url", "")
 RUNS, MEMBERS = expand_grid(GRID)

@@ -1,0 +1,339 @@
+"""Training runs of the stable-baselines3 baselines, writing the suite's run record (:mod:`m3po.runs`).
+
+SB3 trains as usual (``model.learn``); a callback writes the record at the points where the model
+is between updates:
+
+when a rollout starts, i.e. after the previous update (PPO: every ``n_steps`` vectorized steps;
+SAC: every ``train_freq`` steps, once the transitions are stored and the gradient steps done).
+
+- train.jsonl: PPO one row per update, SAC one row every ``log_every`` agent steps, with SB3's
+  logged ``train/*`` metrics (losses, approx_kl, clip_fraction, ent_coef(s) ...), the mean return of
+  the last 100 training episodes, ``time/sps`` and ``time/wall``;
+- evaluation and checkpoints at the first such point at or after every ``eval_every`` /
+  ``checkpoint_every`` agent steps (as M3PO's fall on its update boundaries), and at the end; a PPO
+  run may end up to one rollout past ``steps``.
+
+Evaluation is the shared protocol with deterministic actions (the policy's mean). A checkpoint holds
+the model (SB3's zip), the replay buffer (SAC) and the VecNormalize statistics (PPO); re-running the
+same command resumes from it with freshly seeded episodes (``_last_obs`` is dropped, as SB3's own
+``load`` does), never from zero and never on top of a finished run.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from baselines.sb3.config import PPORunConfig, SACRunConfig
+from baselines.sb3.envs import TaskSetVecEnv, append_one_hot, make_sb3_vec_env
+from baselines.sb3.multitask import MTSAC, MaskedActorCriticPolicy, MTSACPolicy
+from m3po.envs.registry import resolve_tasks
+from m3po.runs import (
+    MetricsCallback,
+    RunRecord,
+    TrainState,
+    episode_seed,
+    evaluate,
+    peak_memory_mib,
+    resolve_device,
+)
+
+
+class SB3Run:
+    """One run of an SB3 baseline.
+
+    :param algo: ``ppo``, ``sac``, ``mt-ppo`` or ``mt-sac``
+    :param cfg: the validated config
+    :param run_dir: the run's own directory
+    :param on_metrics: callback ``(name, value, step)`` for every scalar (Sacred's ``log_scalar``)
+    :param progress: show a progress bar on stderr
+    """
+
+    def __init__(
+        self,
+        algo: str,
+        cfg: PPORunConfig | SACRunConfig,
+        run_dir: Path,
+        on_metrics: MetricsCallback | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.algo = algo
+        self.cfg = cfg
+        self.multi_task = algo.startswith("mt-")
+        self.on_policy = isinstance(cfg, PPORunConfig)
+        self.tasks = resolve_tasks(cfg.task)
+        self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.progress = progress
+        self.record = RunRecord(Path(run_dir), algo, cfg.to_dict(), cfg.steps, self.device, on_metrics)
+        self.state = TrainState(next_eval=0, next_checkpoint=cfg.checkpoint_every or cfg.steps)
+        self.last_eval: float | None = None
+        self.evaluated_at: int | None = None  # agent step of the last evaluation
+
+    # ----------------------------------------------------------------------------- the run
+    def run(self) -> dict[str, Any]:
+        """Train to ``cfg.steps`` (resuming if the run directory has a checkpoint); return a summary."""
+        cfg, record = self.cfg, self.record
+        checkpoint = record.open()
+        venv = make_sb3_vec_env(self.tasks, cfg.num_envs, cfg.seed, cfg.vec_mode, self.multi_task)
+        try:
+            resumed_from = None
+            if checkpoint is None:
+                self.venv = self._normalize(venv, None)
+                self.model = self._build(self.venv)
+            else:
+                self.state = TrainState(**checkpoint["state"])
+                resumed_from = self.state.step
+                self.venv = self._normalize(venv, checkpoint["vec_normalize"])
+                self.model = self._load(checkpoint, self.venv)
+            self.model.set_logger(Logger(folder=None, output_formats=[]))
+            record.start_attempt(self.state, resumed_from, sb3_class=type(self.model).__name__)
+            self.last_eval = record.last_score()
+            self.evaluated_at = record.eval_log.rows[-1]["step"] if record.eval_log.rows else None
+            callback = _RecordCallback(self)
+            with record.guard(lambda: self.state):
+                if self.state.step == 0 and not record.eval_log.rows:
+                    self._evaluate()
+                    self.state.next_eval = cfg.eval_every or cfg.steps
+                remaining = cfg.steps - self.model.num_timesteps
+                if remaining > 0:  # else the final checkpoint (written after the final evaluation) is here
+                    self.model.learn(
+                        remaining, callback=callback, log_interval=None, reset_num_timesteps=False
+                    )
+                    callback.close()
+            record.finish(self.state, self.last_eval)
+        finally:
+            venv.close()
+        return {
+            "step": self.state.step,
+            "final_score": self.last_eval,
+            "wall_time": self.state.wall_time,
+            "resumed_from": resumed_from,
+            "warnings": record.warnings,
+        }
+
+    # -------------------------------------------------------------------------- the model
+    def _normalize(self, venv: VecEnv, saved: bytes | None) -> VecEnv:
+        """PPO's VecNormalize (rl-baselines3-zoo's ``normalize: true``), restored from a checkpoint."""
+        if not self.on_policy or not (self.cfg.ppo.normalize_obs or self.cfg.ppo.normalize_reward):
+            return venv
+        if saved is not None:
+            normalized = pickle.loads(saved)
+            normalized.set_venv(venv)
+            return normalized
+        p = self.cfg.ppo
+        return VecNormalize(venv, norm_obs=p.normalize_obs, norm_reward=p.normalize_reward, gamma=p.gamma)
+
+    def _build(self, venv: VecEnv) -> BaseAlgorithm:
+        cfg = self.cfg
+        common = {"seed": cfg.seed, "device": str(self.device), "verbose": 0}
+        if self.on_policy:
+            p = cfg.ppo
+            hidden = [p.net_width] * p.net_depth
+            policy_kwargs: dict[str, Any] = {
+                "net_arch": {"pi": hidden, "vf": hidden},
+                "log_std_init": p.log_std_init,
+                "ortho_init": p.ortho_init,
+            }
+            policy: Any = "MlpPolicy"
+            if self.multi_task:
+                policy = MaskedActorCriticPolicy
+                policy_kwargs["task_action_mask"] = self._task_action_mask(venv)
+            return PPO(
+                policy, venv, learning_rate=p.learning_rate, n_steps=p.n_steps, batch_size=p.batch_size,
+                n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda, clip_range=p.clip_range,
+                ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
+                policy_kwargs=policy_kwargs, **common,
+            )  # fmt: skip
+        s = cfg.sac
+        kwargs = dict(
+            learning_rate=s.learning_rate, buffer_size=s.buffer_size, learning_starts=s.learning_starts,
+            batch_size=s.batch_size, tau=s.tau, gamma=s.gamma, train_freq=s.train_freq,
+            gradient_steps=s.gradient_steps, target_update_interval=s.target_update_interval,
+            ent_coef=f"auto_{s.ent_coef_init}", **common,
+        )  # fmt: skip
+        net_arch = [s.net_width] * s.net_depth
+        if self.multi_task:
+            policy_kwargs = {"net_arch": net_arch, "task_action_mask": self._task_action_mask(venv)}
+            return MTSAC(
+                MTSACPolicy, venv, task_names=list(self.tasks), policy_kwargs=policy_kwargs, **kwargs
+            )
+        return SAC("MlpPolicy", venv, policy_kwargs={"net_arch": net_arch}, **kwargs)
+
+    @staticmethod
+    def _task_action_mask(venv: VecEnv) -> list[list[float]]:
+        inner = venv.venv if isinstance(venv, VecNormalize) else venv
+        assert isinstance(inner, TaskSetVecEnv)
+        return inner.env.task_action_mask.tolist()
+
+    def _model_class(self) -> type[BaseAlgorithm]:
+        if self.on_policy:
+            return PPO
+        return MTSAC if self.multi_task else SAC
+
+    def _load(self, checkpoint: dict[str, Any], venv: VecEnv) -> BaseAlgorithm:
+        # SB3's load drops _last_obs (force_reset): the resumed attempt starts fresh, seeded episodes.
+        model = self._model_class().load(io.BytesIO(checkpoint["model"]), env=venv, device=str(self.device))
+        if checkpoint["replay_buffer"] is not None:
+            model.load_replay_buffer(io.BytesIO(checkpoint["replay_buffer"]))
+        model.set_random_seed(episode_seed(self.cfg.seed, self.state.step))
+        return model
+
+    def save_checkpoint(self) -> None:
+        """Model, replay buffer (SAC) and normalisation statistics (PPO), with the run's counters."""
+        model_bytes = io.BytesIO()
+        self.model.save(model_bytes)
+        buffer_bytes = None
+        if not self.on_policy:
+            buffer = io.BytesIO()
+            self.model.save_replay_buffer(buffer)
+            buffer_bytes = buffer.getvalue()
+        normalize = pickle.dumps(self.venv) if isinstance(self.venv, VecNormalize) else None
+        self.record.save_checkpoint(
+            {
+                "model": model_bytes.getvalue(),
+                "replay_buffer": buffer_bytes,
+                "vec_normalize": normalize,
+                "state": self.state.as_dict(),
+            }
+        )
+
+    # ------------------------------------------------------------------------- evaluation
+    def policy(self, obs: np.ndarray, task_ids: np.ndarray) -> np.ndarray:
+        """Deterministic actions for the evaluation protocol's (padded) observations."""
+        if self.multi_task:
+            obs = append_one_hot(obs, task_ids, len(self.tasks))
+        if isinstance(self.venv, VecNormalize):
+            obs = self.venv.normalize_obs(obs)
+        action, _ = self.model.predict(obs, deterministic=True)
+        return action
+
+    def _evaluate(self) -> None:
+        rows = evaluate(self.policy, self.tasks, self.cfg.seed, self.state.step, self.cfg.eval_episodes)
+        self.last_eval = self.record.log_eval(rows)
+        self.evaluated_at = self.state.step
+
+
+class _RecordCallback(BaseCallback):
+    """Writes the run record while SB3 trains (see the module docstring for when)."""
+
+    def __init__(self, run: SB3Run) -> None:
+        super().__init__()
+        self.run = run
+        self.bar = None
+        if run.progress:
+            from tqdm import tqdm
+
+            bar_desc = f"{run.algo} {run.cfg.task}"
+            self.bar = tqdm(total=run.cfg.steps, initial=run.state.step, unit="step", desc=bar_desc)
+
+    def _on_training_start(self) -> None:
+        self.attempt_start = time.perf_counter()
+        self.window_start = time.perf_counter()
+        self.window_step = self.run.state.step
+        log_every = getattr(self.run.cfg, "log_every", None)
+        self.next_row = self.run.state.step + log_every if log_every else None
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps == self.window_step:
+            return  # nothing trained since the last row
+        if isinstance(self.model, OnPolicyAlgorithm):
+            self._row()
+        elif self.num_timesteps >= self.next_row:
+            self._row()
+            while self.next_row <= self.num_timesteps:
+                self.next_row += self.run.cfg.log_every
+        self._evaluate_and_checkpoint()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _row(self) -> None:
+        state, step = self.run.state, self.num_timesteps
+        now = time.perf_counter()
+        metrics: dict[str, float] = {}
+        for key, value in self.logger.name_to_value.items():
+            if isinstance(value, int | float | np.number) and not isinstance(value, bool):
+                metrics[key] = float(value)
+        self.logger.dump(step)  # clears SB3's values (this logger has no outputs)
+        episodes = self.model.ep_info_buffer
+        if episodes:
+            metrics["rollout/ep_rew_mean"] = float(np.mean([e["r"] for e in episodes]))
+        metrics["time/sps"] = (step - self.window_step) / max(now - self.window_start, 1e-9)
+        metrics["time/wall"] = state.wall_time + now - self.attempt_start
+        metrics.update(peak_memory_mib(self.run.device))
+        state.step = step
+        state.iteration += 1
+        self.run.record.log_train({"step": step, "iteration": state.iteration}, metrics)
+        if self.bar is not None:
+            self.bar.update(step - self.window_step)
+        self.window_step, self.window_start = step, time.perf_counter()
+
+    def _evaluate_and_checkpoint(self, final: bool = False) -> None:
+        run, state, cfg = self.run, self.run.state, self.run.cfg
+        state.step = self.num_timesteps
+        evaluated = checkpointed = False
+        if state.step >= state.next_eval or (final and run.evaluated_at != state.step):
+            run._evaluate()
+            evaluated = True
+            while state.next_eval <= state.step:
+                state.next_eval += cfg.eval_every or cfg.steps
+        if state.step >= state.next_checkpoint or final:
+            while state.next_checkpoint <= state.step:
+                state.next_checkpoint += cfg.checkpoint_every or cfg.steps
+            now = time.perf_counter()
+            state.wall_time += now - self.attempt_start
+            self.attempt_start = now
+            run.save_checkpoint()
+            checkpointed = True
+        if evaluated or checkpointed:  # keep evaluation and checkpoint time out of time/sps
+            self.window_start = time.perf_counter()
+
+    def close(self) -> None:
+        """After ``learn``: the last update's row, the final evaluation and the final checkpoint."""
+        if self.num_timesteps > self.window_step:
+            self._row()
+        self._evaluate_and_checkpoint(final=True)
+        if self.bar is not None:
+            self.bar.close()
+
+
+def train_ppo(
+    cfg: PPORunConfig, run_dir: Path, on_metrics: MetricsCallback | None = None, progress: bool = True
+):
+    """Registry entry of ``ppo``."""
+    return SB3Run("ppo", cfg, run_dir, on_metrics, progress).run()
+
+
+def train_mt_ppo(
+    cfg: PPORunConfig, run_dir: Path, on_metrics: MetricsCallback | None = None, progress: bool = True
+):
+    """Registry entry of ``mt-ppo``."""
+    return SB3Run("mt-ppo", cfg, run_dir, on_metrics, progress).run()
+
+
+def train_sac(
+    cfg: SACRunConfig, run_dir: Path, on_metrics: MetricsCallback | None = None, progress: bool = True
+):
+    """Registry entry of ``sac``."""
+    return SB3Run("sac", cfg, run_dir, on_metrics, progress).run()
+
+
+def train_mt_sac(
+    cfg: SACRunConfig, run_dir: Path, on_metrics: MetricsCallback | None = None, progress: bool = True
+):
+    """Registry entry of ``mt-sac``."""
+    return SB3Run("mt-sac", cfg, run_dir, on_metrics, progress).run()
