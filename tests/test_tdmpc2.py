@@ -10,7 +10,7 @@ import torch
 from baselines.tdmpc2.agent import TDMPC2Agent
 from baselines.tdmpc2.buffer import Batch, SequenceBuffer
 from baselines.tdmpc2.config import make_config, seed_steps
-from baselines.tdmpc2.train import TDMPC2Trainer
+from baselines.tdmpc2.train import train
 from m3po.config import ConfigError
 from m3po.envs import make_vec_env
 
@@ -133,15 +133,10 @@ def test_config_errors_name_the_bad_value():
     assert seed_steps(make_config("paper", num_envs=3), 500) == 2502  # whole env batches
 
 
-def _run(tmp_path, name, **updates):
-    cfg = make_config(
-        "cpu",
-        **{**SMALL, "seed_steps": 40, "steps": 120, "eval_episodes": 1, "eval_every": 60, "log_every": 20,
-           "checkpoint_every": 60, "utd_ratio": 0.5, **updates},
-    )  # fmt: skip
-    run_dir = tmp_path / name
-    TDMPC2Trainer(cfg, run_dir, progress=False).run()
-    return cfg, run_dir
+RUN = dict(
+    SMALL, seed_steps=40, steps=120, eval_episodes=1, eval_every=120, log_every=20, checkpoint_every=60,
+    utd_ratio=0.5,
+)  # fmt: skip
 
 
 def _rows(path):
@@ -149,42 +144,58 @@ def _rows(path):
 
 
 @pytest.mark.parametrize(
-    "task,num_envs",
-    [("cartpole-swingup", 2), ("cartpole-swingup,pendulum-swingup", 2)],
+    ("task", "eval_planner"), [("cartpole-swingup", True), ("cartpole-swingup,cheetah-run", False)]
 )
-def test_short_run_writes_a_complete_run_record(tmp_path, task, num_envs):
-    cfg, run_dir = _run(tmp_path, "run", task=task, num_envs=num_envs)
-    assert json.loads((run_dir / "config.json").read_text()) == json.loads(json.dumps(cfg.to_dict()))
+def test_short_run_writes_a_complete_run_record(tmp_path, task, eval_planner):
+    cfg = make_config("cpu", **{**RUN, "task": task, "num_envs": 2, "eval_planner": eval_planner})
+    summary = train(cfg, tmp_path / "run", progress=False)
+    run_dir = tmp_path / "run"
+    assert summary["step"] == 120 and summary["updates"] == 60  # 0.5 per agent step, seed data included
+    recorded = json.loads((run_dir / "config.json").read_text())
+    assert recorded == {"algo": "tdmpc2", **json.loads(json.dumps(cfg.to_dict()))}
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "finished" and status["step"] == 120 and status["seed_steps"] == 40
     evals = _rows(run_dir / "eval.jsonl")
-    tasks = task.split(",")
-    assert sorted({r["step"] for r in evals}) == [0, 60, 120]
-    assert all(sorted(r["task"] for r in evals if r["step"] == s) == sorted(tasks) for s in (0, 60, 120))
-    train = _rows(run_dir / "train.jsonl")
-    assert [r["step"] for r in train] == [20, 40, 60, 80, 100, 120]
-    assert train[-1]["train/updates"] == 60  # 0.5 updates per agent step, the seed data included
-    assert {"train/value_loss", "train/pi_loss", "planner/elite_return", "time/sps"} <= set(train[-1])
+    assert [(r["step"], r["task"]) for r in evals] == [(s, t) for s in (0, 120) for t in task.split(",")]
+    rows = _rows(run_dir / "train.jsonl")
+    assert [r["step"] for r in rows] == [20, 40, 60, 80, 100, 120]
+    assert rows[-1]["updates"] == 60
+    assert {"train/value_loss", "train/pi_loss", "planner/elite_return", "time/sps"} <= set(rows[-1])
     checkpoint = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=False)
     assert checkpoint["buffer"]["count"].sum() > 0 and checkpoint["state"]["step"] == 120
 
 
 def test_an_interrupted_run_resumes_to_what_an_uninterrupted_run_writes(tmp_path):
-    _, whole = _run(tmp_path, "whole")
-    cfg = make_config(
-        "cpu",
-        **{**SMALL, "seed_steps": 40, "steps": 120, "eval_episodes": 1, "eval_every": 60, "log_every": 20,
-           "checkpoint_every": 60, "utd_ratio": 0.5},
-    )  # fmt: skip
+    cfg = make_config("cpu", **{**RUN, "eval_planner": False, "num_envs": 2})
+    train(cfg, tmp_path / "whole", progress=False)
 
     def stop(name, value, step):
         if step >= 100:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        TDMPC2Trainer(cfg, tmp_path / "cut", on_metrics=stop, progress=False).run()
+        train(cfg, tmp_path / "cut", on_metrics=stop, progress=False)
     assert json.loads((tmp_path / "cut" / "status.json").read_text())["status"] == "interrupted"
-    TDMPC2Trainer(cfg, tmp_path / "cut", progress=False).run()
-    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith(("time/", "mem/"))} for r in rows]  # noqa: E731
-    assert strip(_rows(tmp_path / "cut" / "train.jsonl")) == strip(_rows(whole / "train.jsonl"))
-    assert _rows(tmp_path / "cut" / "eval.jsonl") == _rows(whole / "eval.jsonl")
+    assert train(cfg, tmp_path / "cut", progress=False)["resumed_from"] == 60
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if not k.startswith(("time/", "mem/"))} for r in rows]
+
+    assert strip(_rows(tmp_path / "cut" / "train.jsonl")) == strip(_rows(tmp_path / "whole" / "train.jsonl"))
+    assert _rows(tmp_path / "cut" / "eval.jsonl") == _rows(tmp_path / "whole" / "eval.jsonl")
+
+
+def test_the_runner_trains_tdmpc2_from_the_command_line(tmp_path):
+    from m3po.cli import main
+
+    run_dir = tmp_path / "run"
+    args = [
+        "train", "with", "algo=tdmpc2", "task=cartpole-swingup", "steps=30", "seed_steps=20", "num_envs=2",
+        "eval_episodes=0", "progress=False", "latent_dim=16", "mlp_dim=32", "enc_dim=32", "batch_size=8",
+        "planner.num_samples=16", "planner.num_pi_trajs=4", "planner.num_elites=4", "log_every=10",
+        f"run_dir={run_dir}",
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert json.loads((run_dir / "config.json").read_text())["algo"] == "tdmpc2"
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
+    assert main([*args[:-1], f"run_dir={tmp_path / 'bad'}", "planner.sample_space=pretanh"]) == 2

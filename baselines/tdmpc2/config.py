@@ -8,14 +8,18 @@ one update per environment step). Fields the official single-env code does not h
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from m3po.config import ConfigError, PlannerConfig, _build, _merge
-from m3po.envs.registry import resolve_tasks
-
-PRESETS = ("cpu", "paper")
+from m3po.config import (
+    ConfigError,
+    PlannerConfig,
+    RunConfig,
+    build_config,
+    merge,
+    preset_values,
+    validate_run,
+)
 
 
 def _official_planner() -> PlannerConfig:
@@ -38,24 +42,13 @@ def _official_planner() -> PlannerConfig:
 
 
 @dataclass
-class TDMPC2Config:
-    """Everything a TD-MPC2 run needs; ``preset`` picks sizes, explicit fields override them."""
+class TDMPC2Config(RunConfig):
+    """Everything a TD-MPC2 run needs: the shared run fields, then its own (flat, as its config.yaml)."""
 
-    preset: str = "paper"  # cpu | paper (see PRESET_OVERRIDES)
-    task: str = "cartpole-swingup"  # task or task set (mt30, mt80, or a comma list)
-    seed: int = 1  # run seed (env i gets seed + i)
-    steps: int = 1_000_000  # agent-step budget, summed over envs
-    num_envs: int = 1  # vectorized environments (official: 1)
-    vec_mode: str = "sync"  # sync | async
     utd_ratio: float = 1.0  # gradient updates per agent step, summed over envs (official: 1 update/step)
     seed_steps: int = -1  # random-action steps before learning; -1: official max(1000, 5 * episode length)
-    eval_every: int = 100_000  # agent steps between evaluations (TD-MPC2's published curves: 100k)
-    eval_episodes: int = 10  # evaluation episodes per task (official: 10)
     eval_planner: bool = True  # evaluate with the planner (False: the policy prior's mean, a diagnostic)
-    checkpoint_every: int = 100_000  # agent steps between checkpoints (replay buffer included)
     log_every: int = 1_000  # agent steps between train.jsonl rows (losses averaged since the last row)
-    device: str = "auto"  # auto (CUDA when present, else CPU) | cpu | cuda | cuda:N
-    threads: int = 0  # torch threads (0: leave torch's default)
     # model (official model_size 5)
     latent_dim: int = 512  # z size
     enc_dim: int = 256  # encoder hidden width
@@ -84,17 +77,18 @@ class TDMPC2Config:
     buffer_size: int = 1_000_000  # replay capacity in stored rows (official; at most steps + episodes)
     planner: PlannerConfig = field(default_factory=_official_planner)  # MPPI (m3po.planner, TD-MPC2 mode)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (what the run record stores)."""
-        return dataclasses.asdict(self)
 
-
-# ``cpu``: about 10x cheaper than the official 1M model per decision and per update on 2 CPU cores
-# (measured in docs/tdmpc2.md): half the 1M widths, a third of its planner samples and half its
-# iterations; the algorithm (ensemble, losses, horizon, seed steps, update-to-data ratio) is unchanged.
-PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
-    "paper": {},
+# Each preset's overrides of the defaults above (which are the official 5M values).
+PRESETS: dict[str, dict[str, Any]] = {
+    # The official single-env online setting; the budget and evaluation interval of TD-MPC2's published
+    # DMControl curves (evaluated every 100k agent steps).
+    "paper": {"num_envs": 1, "steps": 1_000_000, "eval_every": 100_000, "checkpoint_every": 100_000},
+    # About 10x cheaper than the official 1M model per planning decision and per update on 2 CPU cores
+    # (measured with ``python -m baselines.tdmpc2.bench``; see docs/tdmpc2.md): smaller widths, a quarter
+    # of the planner's samples and half its iterations, half the batch. The algorithm (ensemble, losses,
+    # horizon, seed steps, one update per agent step) is unchanged.
     "cpu": {
+        "num_envs": 1,
         "steps": 100_000,
         "eval_every": 10_000,
         "checkpoint_every": 20_000,
@@ -107,38 +101,25 @@ PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
     },
 }
 
-_CHOICES = {"vec_mode": ("sync", "async")}
 _POSITIVE = (
     "num_envs", "batch_size", "latent_dim", "enc_dim", "num_enc_layers", "mlp_dim", "num_q", "num_bins",
     "buffer_size", "log_every", "simnorm_dim",
 )  # fmt: skip
-_NON_NEGATIVE = ("steps", "eval_every", "eval_episodes", "checkpoint_every", "threads", "seed", "task_dim")
 
 
 def preset_dict(preset: str) -> dict[str, Any]:
     """The full config dict of a preset (defaults with the preset's overrides applied)."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-    values = TDMPC2Config(preset=preset).to_dict()
-    _merge(values, PRESET_OVERRIDES[preset])
-    return values
+    return preset_values(TDMPC2Config, PRESETS, preset)
 
 
 def validate(cfg: TDMPC2Config) -> TDMPC2Config:
     """Check ranges and choices; raise :class:`ConfigError` naming the bad value and the valid ones."""
-    if cfg.preset not in PRESETS:
-        raise ConfigError(f"unknown preset {cfg.preset!r}; valid presets: {', '.join(PRESETS)}")
-    for name, choices in _CHOICES.items():
-        if getattr(cfg, name) not in choices:
-            raise ConfigError(
-                f"{name}={getattr(cfg, name)!r} is not valid; choose one of: {', '.join(choices)}"
-            )
+    validate_run(cfg, tuple(PRESETS))
     for name in _POSITIVE:
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    for name in _NON_NEGATIVE:
-        if getattr(cfg, name) < 0:
-            raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.task_dim < 0:
+        raise ConfigError(f"task_dim must be >= 0, got {cfg.task_dim}")
     if cfg.seed_steps < -1:
         raise ConfigError(f"seed_steps must be >= 0, or -1 for the official rule, got {cfg.seed_steps}")
     if not cfg.utd_ratio > 0:
@@ -170,9 +151,6 @@ def validate(cfg: TDMPC2Config) -> TDMPC2Config:
         )
     if not 0 < p.min_std <= p.max_std:
         raise ConfigError(f"need 0 < planner.min_std <= planner.max_std, got {p.min_std}, {p.max_std}")
-    tasks = resolve_tasks(cfg.task)  # UnknownTaskError names the closest valid names
-    if cfg.num_envs < len(tasks):
-        raise ConfigError(f"num_envs={cfg.num_envs} is smaller than the task set ({len(tasks)} tasks)")
     return cfg
 
 
@@ -183,9 +161,9 @@ def make_config(preset: str = "cpu", **updates: Any) -> TDMPC2Config:
     :param updates: field overrides, e.g. ``steps=1000, planner={"iterations": 2}``
     """
     values = preset_dict(preset)
-    _merge(values, updates)
+    merge(values, updates)
     values["preset"] = preset
-    return validate(_build(TDMPC2Config, values, ""))
+    return validate(build_config(TDMPC2Config, values))
 
 
 def seed_steps(cfg: TDMPC2Config, episode_length: int) -> int:
