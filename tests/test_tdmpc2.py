@@ -19,6 +19,7 @@ SMALL = dict(
     enc_dim=32,
     mlp_dim=32,
     task_dim=8,
+    num_q=3,
     num_bins=21,
     batch_size=16,
     planner={"num_samples": 16, "num_pi_trajs": 4, "num_elites": 4, "iterations": 2},
