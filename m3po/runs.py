@@ -19,9 +19,15 @@ How an algorithm's train entry uses it (see :mod:`m3po.algos` for the registry):
     state = TrainState(**checkpoint["state"]) if checkpoint else TrainState(...)
     record.start_attempt(state, resumed_from)  # status "running", a new attempt, logs cut to it
     with record.guard(lambda: state):    # status "failed" / "interrupted" on the way out of an error
-        ... train; record.log_train(step, metrics); record.log_eval(evaluate(policy, ...)) ...
+        ... train ...
+        record.log_train({"step": state.step, "iteration": state.iteration}, metrics)
+        score = record.log_eval(evaluate(policy, tasks, cfg.seed, state.step, cfg.eval_episodes))
         record.save_checkpoint({"state": state.as_dict(), ...})   # any torch-saveable payload
     record.finish(state, final_score)    # status "finished": never trained again
+
+Evaluate at step 0 (unless resuming), every ``eval_every`` agent steps and at the end; evaluate
+before checkpointing the same step, so that a resume never evaluates a step twice. After a resume,
+``record.last_score()`` is the last evaluation's mean score.
 
 Evaluation (:func:`evaluate`) takes a policy callable ``(obs, task_ids) -> actions`` over numpy
 batches and runs ``episodes`` fresh episodes per task on environments seeded apart from training

@@ -77,3 +77,14 @@ def test_config_json_records_the_algorithm(tmp_path):
     ]  # fmt: skip
     assert main(args) == 0
     assert json.loads((run_dir / "config.json").read_text())["algo"] == "m3po"
+
+
+def test_bench_reports_an_algorithm_with_missing_modules_without_running_it(tmp_path):
+    from m3po.bench.algos import measure
+
+    missing = "no_such_module_m3po"
+    algo = dataclasses.replace(get_algorithm("m3po"), name="needs-more", requires=(missing,))
+    assert measure(algo, threads=1, root=tmp_path) == {"status": "missing", "missing": [missing]}
+    with pytest.raises(ConfigError, match="no_such_module_m3po"):
+        algo.load_train()
+    assert not any(tmp_path.iterdir())

@@ -49,17 +49,12 @@ class TaskSetVecEnv(VecEnv):
         return append_one_hot(obs, self.env.task_ids, self.num_tasks)
 
     def reset(self) -> np.ndarray:
-        seed = self._seeds[0]
+        seed = self._seeds[0]  # SB3's seed(s) sets seed + i for env i, as our VecEnv.reset(seed) does
         obs, _ = self.env.reset(seed=seed)
         self._reset_seeds()
         self._returns[:] = 0
         self._lengths[:] = 0
         return self._with_task(obs)
-
-    def seed(self, seed: int | None = None) -> list[int | None]:
-        """Env ``i`` is reseeded with ``seed + i`` at the next reset."""
-        self._seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
-        return self._seeds
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions, dtype=np.float32)

@@ -106,7 +106,7 @@ class SB3Run:
             callback = _RecordCallback(self)
             with record.guard(lambda: self.state):
                 if self.state.step == 0 and not record.eval_log.rows:
-                    self._evaluate()
+                    self.evaluate_now()
                     self.state.next_eval = cfg.eval_every or cfg.steps
                 remaining = cfg.steps - self.model.num_timesteps
                 if remaining > 0:  # else the final checkpoint (written after the final evaluation) is here
@@ -221,7 +221,8 @@ class SB3Run:
         action, _ = self.model.predict(obs, deterministic=True)
         return action
 
-    def _evaluate(self) -> None:
+    def evaluate_now(self) -> None:
+        """Evaluate at the current step (the shared protocol) and log it."""
         rows = evaluate(self.policy, self.tasks, self.cfg.seed, self.state.step, self.cfg.eval_episodes)
         self.last_eval = self.record.log_eval(rows)
         self.evaluated_at = self.state.step
@@ -234,13 +235,13 @@ class _RecordCallback(BaseCallback):
         super().__init__()
         self.run = run
         self.bar = None
-        if run.progress:
-            from tqdm import tqdm
-
-            bar_desc = f"{run.algo} {run.cfg.task}"
-            self.bar = tqdm(total=run.cfg.steps, initial=run.state.step, unit="step", desc=bar_desc)
 
     def _on_training_start(self) -> None:
+        if self.run.progress:
+            from tqdm import tqdm
+
+            desc = f"{self.run.algo} {self.run.cfg.task}"
+            self.bar = tqdm(total=self.run.cfg.steps, initial=self.run.state.step, unit="step", desc=desc)
         self.attempt_start = time.perf_counter()
         self.window_start = time.perf_counter()
         self.window_step = self.run.state.step
@@ -287,7 +288,7 @@ class _RecordCallback(BaseCallback):
         state.step = self.num_timesteps
         evaluated = checkpointed = False
         if state.step >= state.next_eval or (final and run.evaluated_at != state.step):
-            run._evaluate()
+            run.evaluate_now()
             evaluated = True
             while state.next_eval <= state.step:
                 state.next_eval += cfg.eval_every or cfg.steps
