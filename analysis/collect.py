@@ -124,8 +124,19 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Every line must parse: a finished run has no cut-off last line to forgive."""
+    text = path.read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # One parse of the whole file (per-line json.loads cost more than the rest of collect), taken
+    # when every line is one object; anything else is parsed line by line for the reason.
+    if all(line[0] == "{" and line[-1] == "}" for line in lines):
+        try:
+            rows = json.loads("[" + ",".join(lines) + "]")
+        except json.JSONDecodeError:
+            rows = None
+        if rows is not None and len(rows) == len(lines) and all(isinstance(row, dict) for row in rows):
+            return rows
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -187,9 +198,6 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     rows = _read_jsonl(run_dir / "eval.jsonl")
     if not rows:
         raise RunRecordError("eval.jsonl holds no evaluation")
-    missing = [key for key in EVAL_KEYS if any(key not in row for row in rows)]
-    if missing:
-        raise RunRecordError(f"eval.jsonl rows lack {', '.join(missing)}")
     try:
         steps = np.array([row["step"] for row in rows], dtype=np.int64)
         score = np.array([row["score"] for row in rows], dtype=float)
@@ -197,9 +205,12 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         success = np.array(
             [math.nan if row["success"] is None else row["success"] for row in rows], dtype=float
         )
+        tasks = [str(row["task"]) for row in rows]
+    except KeyError as err:
+        missing = [key for key in EVAL_KEYS if any(key not in row for row in rows)]
+        raise RunRecordError(f"eval.jsonl rows lack {', '.join(missing)}") from err
     except (TypeError, ValueError) as err:
         raise RunRecordError(f"eval.jsonl holds a non-numeric value: {err}") from err
-    tasks = [str(row["task"]) for row in rows]
     train_steps, wall, sps, peak_gib = _train_times(run_dir / "train.jsonl")
     # The wall-clock and speed of an evaluation are those of the last iteration at or before it.
     before = np.searchsorted(train_steps, steps, side="right") - 1
@@ -207,21 +218,28 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     ident = _identity(config, run_dir)
     suite, mode = _suite_of(ident["task_set"], set(tasks))
     n = len(rows)
+    domains = {task: task_domain(task) for task in set(tasks)}
+    domain = np.array([domains[task] for task in tasks])
     columns: dict[str, Any] = {
-        **{key: [value] * n for key, value in ident.items()},
-        "task": tasks,
+        **{key: np.full(n, value) for key, value in ident.items()},
+        "task": np.array(tasks),
         "step": steps,
         "score": score,
         "return": returns,
         "success": success,
         "wall_clock": np.where(known, wall[np.maximum(before, 0)] if len(wall) else math.nan, math.nan),
         "sps": np.where(known, sps[np.maximum(before, 0)] if len(sps) else math.nan, math.nan),
-        "normalized": [normalized_score(t, s) for t, s in zip(tasks, score.tolist(), strict=True)],
-        "suite": [suite] * n,
-        "mode": [mode] * n,
-        "num_envs": [config.get("num_envs")] * n,
-        "alpha0": [config.get("bonus", {}).get("alpha0", math.nan)] * n,
-        "horizon": [config.get("planner", {}).get("horizon", math.nan)] * n,
+        # normalized_score, vectorised: DMC return / 10 and Meta-World success %, in [0, 100]
+        "normalized": np.where(
+            domain == "dmc",
+            np.clip(score / 10.0, 0.0, 100.0),
+            np.where(domain == "metaworld", np.clip(score, 0.0, 100.0), math.nan),
+        ),
+        "suite": np.full(n, suite),
+        "mode": np.full(n, mode),
+        "num_envs": np.full(n, config.get("num_envs")),
+        "alpha0": np.full(n, config.get("bonus", {}).get("alpha0", math.nan)),
+        "horizon": np.full(n, config.get("planner", {}).get("horizon", math.nan)),
     }
     compute = {
         **{key: ident[key] for key in ("run_dir", "algo", "task_set", "seed", "variant")},
