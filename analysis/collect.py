@@ -56,6 +56,7 @@ COMPUTE_COLUMNS = (
     "wall_clock",
     "sps",
     "peak_memory",
+    "peak_gpu_memory",
 )
 EVAL_KEYS = ("step", "task", "return", "success", "score")
 
@@ -70,8 +71,8 @@ class Collected:
 
     :param scores: one row per finished run, evaluation step and task (``SCORE_COLUMNS``)
     :param excluded: one row per run that is not aggregated, with ``reason`` (``EXCLUDED_COLUMNS``)
-    :param compute: one row per finished run: steps, wall-clock seconds, median steps/s, peak memory
-        (NaN: runs do not record it yet) (``COMPUTE_COLUMNS``)
+    :param compute: one row per finished run: steps, wall-clock seconds, median steps/s, peak resident
+        and peak GPU memory in GiB (NaN where the run did not record them) (``COMPUTE_COLUMNS``)
     """
 
     scores: pd.DataFrame
@@ -169,16 +170,20 @@ def _identity(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     }
 
 
-def _train_times(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """(step, wall-clock, steps/s) of each iteration, by step, and the peak memory in GiB (NaN where
-    the run did not record ``mem/peak_rss_mib``); empty when train.jsonl is absent."""
+def _train_times(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """(step, wall-clock, steps/s) of each iteration, by step, and the peak resident and peak GPU
+    memory in GiB (NaN where the run did not record ``mem/peak_rss_mib`` or ``mem/peak_cuda_mib``);
+    empty when train.jsonl is absent."""
     rows = _read_jsonl(path) if path.exists() else []
     steps = np.array([int(r["step"]) for r in rows], dtype=np.int64)
     wall = np.array([float(r.get("time/wall", math.nan)) for r in rows])
     sps = np.array([float(r.get("time/sps", math.nan)) for r in rows])
-    peaks = [float(r["mem/peak_rss_mib"]) for r in rows if "mem/peak_rss_mib" in r]
+    peaks = [
+        max((float(r[key]) for r in rows if key in r), default=math.nan) / 1024
+        for key in ("mem/peak_rss_mib", "mem/peak_cuda_mib")
+    ]
     order = np.argsort(steps, kind="stable")
-    return steps[order], wall[order], sps[order], (max(peaks) / 1024 if peaks else math.nan)
+    return steps[order], wall[order], sps[order], peaks[0], peaks[1]
 
 
 def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -211,7 +216,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise RunRecordError(f"eval.jsonl rows lack {', '.join(missing)}") from err
     except (TypeError, ValueError) as err:
         raise RunRecordError(f"eval.jsonl holds a non-numeric value: {err}") from err
-    train_steps, wall, sps, peak_gib = _train_times(run_dir / "train.jsonl")
+    train_steps, wall, sps, peak_gib, peak_gpu_gib = _train_times(run_dir / "train.jsonl")
     # The wall-clock and speed of an evaluation are those of the last iteration at or before it.
     before = np.searchsorted(train_steps, steps, side="right") - 1
     known = before >= 0
@@ -247,6 +252,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         "wall_clock": float(np.nanmax(wall)) if len(wall) else math.nan,
         "sps": float(np.nanmedian(sps)) if len(sps) else math.nan,
         "peak_memory": peak_gib,  # GiB, peak resident memory of the training process
+        "peak_gpu_memory": peak_gpu_gib,  # GiB, peak CUDA memory allocated (runs on a GPU)
     }
     return columns, compute
 
