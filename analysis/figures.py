@@ -48,6 +48,12 @@ LABELS: dict[str, str] = {
 # For algorithms without a colour above: distinct from those and from each other (tab10's pink,
 # olive and cyan, then darker shades), none of them the paper's red, purple, blue or grey.
 EXTRA_COLORS: tuple[str, ...] = ("#e377c2", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39")
+# Ablation sweeps: variant key (``{key}=value``) -> (title, x label), for report.build and the workflow.
+ABLATIONS: dict[str, tuple[str, str]] = {
+    "alpha0": (r"ablation: exploration bonus $\alpha_0$ (0: off)", r"$\alpha_0$"),
+    "horizon": ("ablation: planning horizon H", "planning horizon H"),
+    "num_envs": ("ablation: number of vectorized envs", "envs (2^k)"),
+}
 METRIC_LABELS = {"iqm": "IQM", "mean": "Mean", "median": "Median", "optimality_gap": "Optimality gap"}
 
 

@@ -405,12 +405,7 @@ def build(
             "envs (2^k)",
             log2=True,
         )
-    ablations = (
-        ("alpha0", r"ablation: exploration bonus $\alpha_0$ (0: off)", r"$\alpha_0$"),
-        ("horizon", "ablation: planning horizon H", "planning horizon H"),
-        ("num_envs", "ablation: number of vectorized envs", "envs (2^k)"),
-    )
-    for key, title, xlabel in ablations:
+    for key, (title, xlabel) in figures.ABLATIONS.items():
         variants = runs[(runs["algo"] == REFERENCE_ALGO) & runs["variant"].str.startswith(f"{key}=")]
         if variants.empty:
             continue
