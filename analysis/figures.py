@@ -239,5 +239,5 @@ def plot_profiles(
         ax=ax,
     )
     ax.set_title(f"{figure}: performance profiles at the last step")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=10)  # rliable's ticks are large; 8 pt reads as a footnote beside them
     return _save(fig, stem)
