@@ -39,6 +39,7 @@ METRICS: tuple[str, ...] = ("iqm", "mean", "median", "optimality_gap")
 CURVE_METRICS: tuple[str, ...] = ("iqm", "mean")  # what the curves and the report read at every step
 CI_SIZE = 0.95
 _CHUNK = 16384  # repetitions per IQM block: few numpy calls; (window x _CHUNK) float32 in cache
+_STEPS_PER_PRODUCT = 32  # steps per matrix product: its (4 x 32 x B) float32 result bounds the memory
 # Half-width of an IQM window, in standard deviations of a resample's running count at the cut. A
 # resample whose cut falls outside its window is recomputed over all positions, so any width is exact;
 # this one keeps the windows narrow and the recomputed resamples few (about 0.5%).
@@ -241,15 +242,53 @@ def _iqm(plan: _IqmPlan, blocks: Sequence[np.ndarray], linear: np.ndarray) -> np
     return out / (n - 2 * cut) + plan.ref
 
 
+def _linear_columns(
+    scores: np.ndarray,
+    steps: range,
+    plans: Sequence[_IqmPlan],
+    refs: np.ndarray,
+    gamma: float,
+    names: Sequence[str],
+) -> tuple[np.ndarray, dict[tuple[str, int], slice]]:
+    """The columns whose products with the counts give, per step of ``steps``: the centred sums of
+    the mean and the optimality gap, and the IQM's running counts before its windows and middle sum.
+
+    :returns: (``(columns, N)`` float32, (metric, step) -> its rows of the product)
+    """
+    n = scores.shape[0] * scores.shape[1]
+    per_step = scores.reshape(n, -1)
+    columns: list[np.ndarray] = []
+    where: dict[tuple[str, int], slice] = {}
+
+    def add(key: tuple[str, int], *cols: np.ndarray) -> None:
+        where[key] = slice(len(columns), len(columns) + len(cols))
+        columns.extend(cols)
+
+    for s in steps:
+        if "mean" in names:
+            add(("mean", s), per_step[:, s] - refs[s])
+        if "optimality_gap" in names:
+            add(("optimality_gap", s), np.minimum(per_step[:, s], gamma) - refs[s])
+        if "iqm" in names:
+            plan = plans[s]
+            rank = np.empty(n, dtype=np.int64)
+            rank[plan.order] = np.arange(n)
+            befores = [(rank < first).astype(np.float64) for first, *_ in plan.segments]
+            middle = np.where((rank >= plan.middle[0]) & (rank < plan.middle[1]), plan.values[rank], 0.0)
+            add(("iqm", s), *befores, middle)
+    return np.stack(columns).astype(np.float32) if columns else np.empty((0, n), np.float32), where
+
+
 def _bootstrap(
     scores: np.ndarray, counts: np.ndarray, gamma: float, names: Sequence[str], workers: int
 ) -> dict[str, np.ndarray]:
     """Every metric in ``names`` on every resample at every step.
 
     Everything linear in the counts (mean, optimality gap, and the IQM's running counts before its
-    windows and its middle sums) comes from one float32 matrix product over all steps; scores are
-    centred per step first, so its rounding scales with their spread. The IQM's windows and the
-    median are then computed per step, ``workers`` steps at a time.
+    windows and its middle sums) comes from a float32 matrix product, :data:`_STEPS_PER_PRODUCT`
+    steps at a time (so memory does not grow with the number of steps); scores are centred per step
+    first, so its rounding scales with their spread. The IQM's windows and the median are then
+    computed per step, ``workers`` steps at a time.
 
     :param scores: ``(R, T, S)`` scores
     :param counts: ``(R, T, B)`` counts
@@ -258,37 +297,16 @@ def _bootstrap(
     n_runs, n_tasks, n_steps = scores.shape
     n, reps = n_runs * n_tasks, counts.shape[-1]
     flat = counts.reshape(n, reps)
-    per_step = scores.reshape(n, n_steps)
     plans = [_iqm_plan(scores[:, :, s], n_runs) for s in range(n_steps)] if "iqm" in names else []
-    refs = np.array([plan.ref for plan in plans]) if plans else np.median(per_step, axis=0)
-    columns: list[np.ndarray] = []
-    where: dict[tuple[str, int], slice] = {}
-
-    def add(key: tuple[str, int], *cols: np.ndarray) -> None:
-        where[key] = slice(len(columns), len(columns) + len(cols))
-        columns.extend(cols)
-
-    for s in range(n_steps):
-        if "mean" in names:
-            add(("mean", s), per_step[:, s] - refs[s])
-        if "optimality_gap" in names:
-            add(("optimality_gap", s), np.minimum(per_step[:, s], gamma) - refs[s])
-    for s, plan in enumerate(plans):
-        rank = np.empty(n, dtype=np.int64)
-        rank[plan.order] = np.arange(n)
-        befores = [(rank < first).astype(np.float64) for first, *_ in plan.segments]
-        middle = np.where((rank >= plan.middle[0]) & (rank < plan.middle[1]), plan.values[rank], 0.0)
-        add(("iqm", s), *befores, middle)
-    linear = (np.stack(columns).astype(np.float32) @ flat) if columns else np.empty((0, reps), np.float32)
+    refs = np.array([plan.ref for plan in plans]) if plans else np.median(scores.reshape(n, -1), axis=0)
     blocks = [np.ascontiguousarray(flat[:, i : i + _CHUNK]) for i in range(0, reps, _CHUNK)] if plans else []
     out = {name: np.empty((n_steps, reps), dtype=np.float32) for name in names}  # float32: faster percentiles
-    for s in range(n_steps):
+
+    def one_step(s: int, linear: np.ndarray, where: Mapping[tuple[str, int], slice]) -> None:
         if "mean" in names:
             out["mean"][s] = linear[where["mean", s]][0] / n + refs[s]
         if "optimality_gap" in names:
             out["optimality_gap"][s] = gamma - (linear[where["optimality_gap", s]][0] / n + refs[s])
-
-    def one_step(s: int) -> None:
         if "iqm" in names:
             out["iqm"][s] = _iqm(plans[s], blocks, linear[where["iqm", s]])
         if "median" in names:
@@ -298,7 +316,11 @@ def _bootstrap(
             out["median"][s] = np.median(task_means, axis=0) / n_runs
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(one_step, range(n_steps)))
+        for first in range(0, n_steps, _STEPS_PER_PRODUCT):
+            steps = range(first, min(first + _STEPS_PER_PRODUCT, n_steps))
+            columns, where = _linear_columns(scores, steps, plans, refs, gamma, names)
+            linear = columns @ flat
+            list(pool.map(lambda s, linear=linear, where=where: one_step(s, linear, where), steps))
     return out
 
 
