@@ -192,6 +192,8 @@ class Trainer:
                 self._warn(
                     f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); trying an older one"
                 )
+        if any((folder / name).exists() for name in (CHECKPOINT, PREVIOUS_CHECKPOINT)):
+            self._warn(f"no readable checkpoint in {folder}: the run starts from scratch")
         return None
 
     def _warn(self, message: str) -> None:
@@ -250,7 +252,12 @@ class Trainer:
             resumed_from = state.step
         status = self._read_status()
         attempts = status.get("attempts", []) + [
-            {"started": time.time(), "resumed_from_step": resumed_from, "host": platform.node()}
+            {
+                "started": time.time(),
+                "resumed_from_step": resumed_from,
+                "host": platform.node(),
+                "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # None outside SLURM
+            }
         ]
         self._write_status("running", state, attempts=attempts, task_counts=env.task_counts)
         keep = resumed_from if resumed_from is not None else None
