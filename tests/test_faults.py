@@ -28,6 +28,7 @@ from workflow_faults import (
     ROOT,
     assert_resumed_cleanly,
     eval_steps,
+    faults_grid,
     grid_file,
     kill_group,
     long_run_grid,
@@ -41,7 +42,7 @@ from workflow_faults import (
 
 from m3po.agent import DEBUG_NAN_LOSS_STEP
 
-STEPS = 384  # the long run's budget; checkpoints every 64 steps, evaluations every 128
+STEPS = 256  # the long run's budget; checkpoints every 64 steps, evaluations every 128
 EVAL_EVERY = smoke_grid()["overrides"]["eval_every"]
 
 
@@ -57,8 +58,8 @@ def _train_log(workdir: Path, run: str) -> str:
 
 @pytest.fixture(scope="module")
 def killed_run(tmp_path_factory) -> Path:
-    """A workflow whose long run's training process got SIGKILL past step 192 (checkpoints at 128
-    and 192 or later): the workdir, to copy."""
+    """A workflow whose long run's training process got SIGKILL once it held two checkpoints (64 and
+    128; the run trains to 256): the workdir, to copy."""
     workdir = tmp_path_factory.mktemp("killed")
     args = ["--cores", "1", f"{LONG_RUN}.done", *grid_file(workdir, long_run_grid(STEPS))]
     proc = subprocess.Popen(
@@ -66,7 +67,9 @@ def killed_run(tmp_path_factory) -> Path:
         start_new_session=True,
     )  # fmt: skip
     try:
-        wait_for(trained_past(workdir / LONG_RUN, 192), "training past step 192", 240, proc)
+        run = workdir / LONG_RUN
+        two_checkpoints = lambda: trained_past(run, 128)() and (run / "checkpoints" / "previous.pt").exists()  # noqa: E731
+        wait_for(two_checkpoints, "two checkpoints", 240, proc)
         trainers = [
             pid
             for pid in processes_with(f"run_dir={LONG_RUN}")
@@ -186,6 +189,10 @@ def test_killed_workflow_reruns_without_redoing_finished_runs(tmp_path):
     finished = {r: status(tmp_path / r)["attempts"] for r in runs if (tmp_path / f"{r}.done").exists()}
     assert LONG_RUN not in finished and finished
 
+    # A killed Snakemake leaves its lock: the user removes it (README), then reruns.
+    done = run_workflow(tmp_path, *args)
+    assert done.returncode != 0 and "--unlock" in done.stdout + done.stderr
+    assert run_workflow(tmp_path, *args, "--unlock").returncode == 0
     done = run_workflow(tmp_path, *args)
     assert done.returncode == 0, done.stderr[-3000:]
     for r in runs:
@@ -204,7 +211,8 @@ def test_concurrent_jobs_write_complete_records_each_in_its_own_place(tmp_path):
         "task=mw-reach", "num_envs=2", "steps=64", "eval_every=0", "eval_episodes=1", "checkpoint_every=32",
         "ppo.rollout_len=16", "ppo.minibatch_size=16", "ppo.epochs=1", "model.latent_dim=16",
         "model.enc_dim=32", "model.mlp_dim=32", "model.num_bins=21", "planner.num_samples=16",
-        "planner.num_pi_trajs=4", "planner.num_elites=4", "planner.iterations=1", "progress=False", "threads=1",
+        "planner.num_pi_trajs=4", "planner.num_elites=4", "planner.iterations=1", "progress=False",
+        "threads=1",
     ]  # fmt: skip
     seeds = (1, 2, 3)
     procs = [
@@ -239,8 +247,7 @@ def test_concurrent_jobs_write_complete_records_each_in_its_own_place(tmp_path):
 def test_nan_loss_fails_its_run_and_the_figures_come_from_the_others(tmp_path):
     # The smoke grid, smaller, plus a cartpole-balance run that trains past the poisoned step 192
     # (every other run stops at 128).
-    grid = smoke_grid()
-    grid["profile"] = "faults"
+    grid = faults_grid()
     grid["figures"]["fig3a"].update(
         tasks=["cartpole-swingup", "cartpole-balance"], steps_by_task={"cartpole-balance": 256}
     )

@@ -31,11 +31,19 @@ def grid_file(tmp_path: Path, grid: dict) -> list[str]:
     return ["--configfile", str(path)]
 
 
-def long_run_grid(steps: int = 384) -> dict:
-    """The smoke grid (profile ``faults``) whose cartpole-swingup runs train ``steps``: long enough
-    to be killed after a checkpoint (every 64 steps), evaluated every 128."""
+def faults_grid() -> dict:
+    """The smoke grid as profile ``faults``, M3PO runs only (the fault hooks are M3PO's)."""
     grid = smoke_grid()
     grid["profile"] = "faults"
+    for spec in grid["figures"].values():
+        spec["algos"] = ["m3po"]
+    return grid
+
+
+def long_run_grid(steps: int = 384) -> dict:
+    """:func:`faults_grid` whose cartpole-swingup runs train ``steps``: long enough to be killed
+    after a checkpoint (every 64 steps), evaluated every 128."""
+    grid = faults_grid()
     for fig in ("fig3a", "ablations"):  # they share the default cartpole-swingup run
         grid["figures"][fig]["steps"] = steps
     return grid
