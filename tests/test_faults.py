@@ -306,3 +306,22 @@ def test_unwritable_or_full_results_directory_stops_before_training(tmp_path, ca
     said = "cannot write to the run directory" if fault == "unwritable" else "MB free, less than the"
     assert said in err and "nothing was trained" in err
     assert not (tmp_path / "x.done").exists() and not list(tmp_path.rglob("config.json"))
+
+
+def test_a_run_is_never_trained_by_two_jobs_at_once(tmp_path, capsys):
+    train_run = _train_run_module()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    held = train_run.lock_run(run_dir)  # the first job
+    try:
+        assert (
+            train_run.main(
+                ["--run-dir", str(run_dir), "--marker", str(tmp_path / "x.done"), "--", "steps=64"]
+            )
+            == 2
+        )
+    finally:
+        held.close()
+    err = capsys.readouterr().err
+    assert f"{run_dir} is being trained by another job (host " in err and "not started twice" in err
+    assert not (tmp_path / "x.done").exists() and not (run_dir / "config.json").exists()

@@ -6,6 +6,10 @@ checkpoint, which the trainer reads, falling back to the previous one); a corrup
 a corrupt line inside ``eval.jsonl``/``train.jsonl`` sets the whole run aside, and it starts from
 scratch. Each case is said on stderr, naming the file.
 
+A job holds an exclusive lock on ``DIR.lock`` while it works: a second job for the same run (an
+orphan of a killed workflow still training on a cluster, and its rerun) stops at once, naming the
+holder, instead of training the run twice.
+
 Runs ``m3po train with key=value ...`` unless the run directory already holds a finished run (the
 runner refuses to train a finished run again), then writes the marker, a small JSON record:
 ``status`` ``finished``, or ``failed`` when the run itself failed for good (a NaN loss: training it
@@ -19,12 +23,15 @@ silently reuses stale runs.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
+import platform
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sacred.arg_parser import get_config_updates
 
@@ -58,6 +65,26 @@ def check_writable(run_dir: Path, min_free_mb: int) -> None:
             f"the results directory holding {run_dir} has {free_mb} MB free, less than the "
             f"{min_free_mb} MB a run needs for its checkpoints (--min-free-mb); nothing was trained"
         )
+
+
+def lock_run(run_dir: Path) -> IO[str]:
+    """Hold ``run_dir.lock`` (released when the process ends); raise if another job holds it."""
+    path = run_dir.with_name(run_dir.name + ".lock")
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as err:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise RunSetupError(
+            f"{run_dir} is being trained by another job ({holder}); not started twice"
+        ) from err
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"host {platform.node()}, pid {os.getpid()}, SLURM job {os.environ.get('SLURM_JOB_ID')}\n")
+    handle.flush()
+    return handle
 
 
 def _set_aside(path: Path) -> Path:
@@ -149,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_writable(args.run_dir, args.min_free_mb)
+        lock = lock_run(args.run_dir)  # noqa: F841 - held until this process ends
     except RunSetupError as err:
         say(f"error: {err}")
         return 2
