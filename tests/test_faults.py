@@ -32,11 +32,11 @@ from workflow_faults import (
     grid_file,
     kill_group,
     long_run_grid,
-    processes_with,
     smoke_grid,
     snakemake_command,
     status,
     trained_past,
+    trainer_pid,
     wait_for,
 )
 
@@ -70,14 +70,7 @@ def killed_run(tmp_path_factory) -> Path:
         run = workdir / LONG_RUN
         two_checkpoints = lambda: trained_past(run, 128)() and (run / "checkpoints" / "previous.pt").exists()  # noqa: E731
         wait_for(two_checkpoints, "two checkpoints", 240, proc)
-        trainers = [
-            pid
-            for pid in processes_with(f"run_dir={LONG_RUN}")
-            if "m3po.cli" in Path(f"/proc/{pid}/cmdline").read_text()
-            and os.readlink(f"/proc/{pid}/cwd") == str(workdir)
-        ]
-        assert len(trainers) == 1, trainers
-        os.kill(trainers[0], signal.SIGKILL)
+        os.kill(trainer_pid(workdir, LONG_RUN), signal.SIGKILL)
         out, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -162,8 +155,7 @@ def test_unreadable_checkpoints_start_from_scratch_saying_so(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_killed_workflow_reruns_without_redoing_finished_runs(tmp_path):
-    long_steps = 768  # still training when a short (128-step) run beside it finishes
-    grid = long_run_grid(long_steps)
+    grid = long_run_grid(STEPS)
     short = [
         "results/runs/faults/m3po/mw-reach/default/seed1",
         "results/runs/faults/m3po/cartpole-swingup/alpha0=0/seed1",
@@ -174,26 +166,23 @@ def test_killed_workflow_reruns_without_redoing_finished_runs(tmp_path):
         snakemake_command(tmp_path, *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )  # fmt: skip
-
-    def some_done_and_long_run_going() -> bool:
-        return (
-            any((tmp_path / f"{r}.done").exists() for r in short) and trained_past(tmp_path / LONG_RUN, 64)()
-        )
-
     try:
-        wait_for(
-            some_done_and_long_run_going, "a finished run beside the long one past a checkpoint", 300, proc
-        )
+        # Hold the long run mid-way (past a checkpoint) until a run beside it finished, then kill all.
+        wait_for(trained_past(tmp_path / LONG_RUN, 64), "the long run past a checkpoint", 300, proc)
+        os.kill(trainer_pid(tmp_path, LONG_RUN), signal.SIGSTOP)
+        wait_for(lambda: any((tmp_path / f"{r}.done").exists() for r in short), "a finished run", 300, proc)
     finally:
         kill_group(proc)  # the workflow and every job it started
     finished = {r: status(tmp_path / r)["attempts"] for r in runs if (tmp_path / f"{r}.done").exists()}
     assert LONG_RUN not in finished and finished
 
-    # A killed Snakemake leaves its lock: the user removes it (README), then reruns.
+    # A killed Snakemake leaves its lock and the outputs it was making marked incomplete: the user
+    # unlocks, then reruns with --rerun-incomplete (README; both profiles set it).
     done = run_workflow(tmp_path, *args)
-    assert done.returncode != 0 and "--unlock" in done.stdout + done.stderr
+    said = done.stdout + done.stderr
+    assert done.returncode != 0 and ("--unlock" in said or "--rerun-incomplete" in said), said[-3000:]
     assert run_workflow(tmp_path, *args, "--unlock").returncode == 0
-    done = run_workflow(tmp_path, *args)
+    done = run_workflow(tmp_path, *args, "--rerun-incomplete")
     assert done.returncode == 0, done.stderr[-3000:]
     for r in runs:
         record = status(tmp_path / r)
@@ -203,10 +192,9 @@ def test_killed_workflow_reruns_without_redoing_finished_runs(tmp_path):
         rows = [json.loads(line) for line in (tmp_path / r / "eval.jsonl").read_text().splitlines()]
         points = [(row["step"], row["task"]) for row in rows]
         assert len(set(points)) == len(points), r  # no evaluation twice
-        assert {step for step, _ in points} == set(range(0, record["step"] + 1, EVAL_EVERY)), (
-            r
-        )  # none missing
-    assert_resumed_cleanly(tmp_path / LONG_RUN, long_steps, EVAL_EVERY)
+        expected = set(range(0, record["step"] + 1, EVAL_EVERY))
+        assert {step for step, _ in points} == expected, r  # none missing
+    assert_resumed_cleanly(tmp_path / LONG_RUN, STEPS, EVAL_EVERY)
 
 
 def test_concurrent_jobs_write_complete_records_each_in_its_own_place(tmp_path):

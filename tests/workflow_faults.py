@@ -119,6 +119,18 @@ def processes_with(text: str) -> list[int]:
     return found
 
 
+def trainer_pid(workdir: Path, run: str) -> int:
+    """The process id of the ``m3po train`` process this test's workflow runs for ``run``."""
+    found = [
+        pid
+        for pid in processes_with(f"run_dir={run}")
+        if "m3po.cli" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+        and os.readlink(f"/proc/{pid}/cwd") == str(workdir)
+    ]
+    assert len(found) == 1, f"training processes of {run}: {found}"
+    return found[0]
+
+
 def kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL the workflow started with ``start_new_session=True`` and everything it started."""
     try:
