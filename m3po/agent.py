@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -21,6 +22,20 @@ from m3po.errors import NonFiniteLossError
 from m3po.planner import MPPIPlanner
 from m3po.returns import gae
 from m3po.world_model import WorldModel
+
+# Fault tests (tests/test_faults.py) make a run diverge on purpose: with this variable set to N, the
+# reward loss is NaN from agent step N on. Unset in normal use.
+DEBUG_NAN_LOSS_STEP = "M3PO_DEBUG_NAN_LOSS_STEP"
+
+
+def _debug_nan_loss_step() -> int | None:
+    value = os.environ.get(DEBUG_NAN_LOSS_STEP)
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError as err:
+        raise ValueError(f"{DEBUG_NAN_LOSS_STEP}={value!r}: expected an agent step (an integer)") from err
 
 
 @dataclass
@@ -181,6 +196,8 @@ class M3POAgent:
         :param step: agent steps so far (for the bonus anneal and error messages)
         """
         cfg = self.cfg
+        nan_step = _debug_nan_loss_step()
+        poison = nan_step is not None and step >= nan_step
         T, E = batch.rewards.shape
         task = self._task(batch.task)
         flat_task = None if task is None else task.repeat(T)
@@ -272,6 +289,8 @@ class M3POAgent:
                 start = (k * window_mb) % len(windows)
                 w_idx = windows[window_perm[start : start + window_mb]]
                 consistency, reward_loss = self._world_model_loss(batch, w_idx)
+                if poison:
+                    reward_loss = reward_loss * float("nan")
                 losses = {
                     "actor": actor_loss,
                     "value": value_loss,
