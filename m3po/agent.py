@@ -331,6 +331,9 @@ class M3POAgent:
                     }
                 for key, value in stats.items():
                     logs.setdefault(key, []).append(value)
+        if cfg.model.obs_norm:
+            # Statistics move only between iterations: collection and update of a batch see the same ones.
+            self.model.update_obs_stats(obs, flat_task)
         out = {key: float(sum(v) / len(v)) for key, v in logs.items()}
         out["ppo/clip_fraction_last_epoch"] = logs["ppo/clip_fraction"][-1]
         out["ppo/first_ratio_error"] = first_ratio_error  # max |ratio - 1| before any step: 0 by design

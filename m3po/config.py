@@ -57,6 +57,7 @@ class ModelConfig:
     log_std_min: float = -5.0  # floor of the prior's log sigma (issue 8: a higher floor is an option)
     log_std_max: float = 2.0  # ceiling of the prior's log sigma
     init_log_std: float = 0.0  # the prior's log sigma at initialisation (stable-baselines3's PPO: 0)
+    obs_norm: bool = False  # standardise observations by running per-task statistics (as SB3's VecNormalize)
 
 
 @dataclass
