@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export MUJOCO_GL ?= disable
 
-.PHONY: install test figures lint bench-envs clean-venv
+.PHONY: install test test-slurm figures lint bench-envs clean-venv
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), "Python 3.11 or 3.12 is needed, found " + sys.version.split()[0]'
@@ -18,6 +18,11 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Only the workflow on a one-node SLURM cluster (root; Debian's slurm-wlm and munge: .ci/run
+# installs them). A few minutes.
+test-slurm: $(STAMP)
+	$(PY) -m pytest -m slurm tests/test_slurm.py
 
 figures: $(STAMP)
 	$(VENV)/bin/snakemake --cores all figures

@@ -97,7 +97,7 @@ def aggregate_figure(
     spec: FigureSpec,
     reps: int,
     seed: int,
-    curve_metrics: Sequence[str] = stats.METRICS,
+    curve_metrics: Sequence[str] = stats.CURVE_METRICS,
     workers: int = 1,
 ) -> FigureResult:
     """Aggregate one figure.
@@ -106,7 +106,9 @@ def aggregate_figure(
     :param spec: the figure
     :param reps: bootstrap repetitions
     :param seed: bootstrap seed (the same seed gives the same intervals)
-    :param curve_metrics: metrics computed at every step (all four are computed at the last step)
+    :param curve_metrics: metrics computed at every step (all four are computed at the last step;
+        the curves, the report and its verdicts read IQM and mean over steps, and the other two
+        only at the last step)
     :param workers: threads over steps
     """
     results: dict[str, AlgoResult] = {}
@@ -117,8 +119,9 @@ def aggregate_figure(
         values, tasks, steps = stats.score_array(rows, spec.column)
         if not len(steps):
             continue
-        curves = stats.interval_estimates(values, reps, seed + offset, spec.gamma, curve_metrics, workers)
-        final = stats.interval_estimates(values[:, :, -1], reps, seed + offset, spec.gamma)
+        curves, final = stats.curve_estimates(
+            values, reps, seed + offset, spec.gamma, curve_metrics, stats.METRICS, workers
+        )
         results[algo] = AlgoResult(steps, curves, final, values[:, :, -1], tasks, values.shape[0])
     improvement = {}
     if REFERENCE_ALGO in results:

@@ -56,6 +56,7 @@ COMPUTE_COLUMNS = (
     "wall_clock",
     "sps",
     "peak_memory",
+    "peak_gpu_memory",
 )
 EVAL_KEYS = ("step", "task", "return", "success", "score")
 
@@ -70,8 +71,8 @@ class Collected:
 
     :param scores: one row per finished run, evaluation step and task (``SCORE_COLUMNS``)
     :param excluded: one row per run that is not aggregated, with ``reason`` (``EXCLUDED_COLUMNS``)
-    :param compute: one row per finished run: steps, wall-clock seconds, median steps/s, peak memory
-        (NaN: runs do not record it yet) (``COMPUTE_COLUMNS``)
+    :param compute: one row per finished run: steps, wall-clock seconds, median steps/s, peak resident
+        and peak GPU memory in GiB (NaN where the run did not record them) (``COMPUTE_COLUMNS``)
     """
 
     scores: pd.DataFrame
@@ -124,8 +125,19 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Every line must parse: a finished run has no cut-off last line to forgive."""
+    text = path.read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # One parse of the whole file (per-line json.loads cost more than the rest of collect), taken
+    # when every line is one object; anything else is parsed line by line for the reason.
+    if all(line[0] == "{" and line[-1] == "}" for line in lines):
+        try:
+            rows = json.loads("[" + ",".join(lines) + "]")
+        except json.JSONDecodeError:
+            rows = None
+        if rows is not None and len(rows) == len(lines) and all(isinstance(row, dict) for row in rows):
+            return rows
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -158,16 +170,20 @@ def _identity(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     }
 
 
-def _train_times(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """(step, wall-clock, steps/s) of each iteration, by step, and the peak memory in GiB (NaN where
-    the run did not record ``mem/peak_rss_mib``); empty when train.jsonl is absent."""
+def _train_times(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """(step, wall-clock, steps/s) of each iteration, by step, and the peak resident and peak GPU
+    memory in GiB (NaN where the run did not record ``mem/peak_rss_mib`` or ``mem/peak_cuda_mib``);
+    empty when train.jsonl is absent."""
     rows = _read_jsonl(path) if path.exists() else []
     steps = np.array([int(r["step"]) for r in rows], dtype=np.int64)
     wall = np.array([float(r.get("time/wall", math.nan)) for r in rows])
     sps = np.array([float(r.get("time/sps", math.nan)) for r in rows])
-    peaks = [float(r["mem/peak_rss_mib"]) for r in rows if "mem/peak_rss_mib" in r]
+    peaks = [
+        max((float(r[key]) for r in rows if key in r), default=math.nan) / 1024
+        for key in ("mem/peak_rss_mib", "mem/peak_cuda_mib")
+    ]
     order = np.argsort(steps, kind="stable")
-    return steps[order], wall[order], sps[order], (max(peaks) / 1024 if peaks else math.nan)
+    return steps[order], wall[order], sps[order], peaks[0], peaks[1]
 
 
 def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -187,9 +203,6 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     rows = _read_jsonl(run_dir / "eval.jsonl")
     if not rows:
         raise RunRecordError("eval.jsonl holds no evaluation")
-    missing = [key for key in EVAL_KEYS if any(key not in row for row in rows)]
-    if missing:
-        raise RunRecordError(f"eval.jsonl rows lack {', '.join(missing)}")
     try:
         steps = np.array([row["step"] for row in rows], dtype=np.int64)
         score = np.array([row["score"] for row in rows], dtype=float)
@@ -197,31 +210,41 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         success = np.array(
             [math.nan if row["success"] is None else row["success"] for row in rows], dtype=float
         )
+        tasks = [str(row["task"]) for row in rows]
+    except KeyError as err:
+        missing = [key for key in EVAL_KEYS if any(key not in row for row in rows)]
+        raise RunRecordError(f"eval.jsonl rows lack {', '.join(missing)}") from err
     except (TypeError, ValueError) as err:
         raise RunRecordError(f"eval.jsonl holds a non-numeric value: {err}") from err
-    tasks = [str(row["task"]) for row in rows]
-    train_steps, wall, sps, peak_gib = _train_times(run_dir / "train.jsonl")
+    train_steps, wall, sps, peak_gib, peak_gpu_gib = _train_times(run_dir / "train.jsonl")
     # The wall-clock and speed of an evaluation are those of the last iteration at or before it.
     before = np.searchsorted(train_steps, steps, side="right") - 1
     known = before >= 0
     ident = _identity(config, run_dir)
     suite, mode = _suite_of(ident["task_set"], set(tasks))
     n = len(rows)
+    domains = {task: task_domain(task) for task in set(tasks)}
+    domain = np.array([domains[task] for task in tasks])
     columns: dict[str, Any] = {
-        **{key: [value] * n for key, value in ident.items()},
-        "task": tasks,
+        **{key: np.full(n, value) for key, value in ident.items()},
+        "task": np.array(tasks),
         "step": steps,
         "score": score,
         "return": returns,
         "success": success,
         "wall_clock": np.where(known, wall[np.maximum(before, 0)] if len(wall) else math.nan, math.nan),
         "sps": np.where(known, sps[np.maximum(before, 0)] if len(sps) else math.nan, math.nan),
-        "normalized": [normalized_score(t, s) for t, s in zip(tasks, score.tolist(), strict=True)],
-        "suite": [suite] * n,
-        "mode": [mode] * n,
-        "num_envs": [config.get("num_envs")] * n,
-        "alpha0": [config.get("bonus", {}).get("alpha0", math.nan)] * n,
-        "horizon": [config.get("planner", {}).get("horizon", math.nan)] * n,
+        # normalized_score, vectorised: DMC return / 10 and Meta-World success %, in [0, 100]
+        "normalized": np.where(
+            domain == "dmc",
+            np.clip(score / 10.0, 0.0, 100.0),
+            np.where(domain == "metaworld", np.clip(score, 0.0, 100.0), math.nan),
+        ),
+        "suite": np.full(n, suite),
+        "mode": np.full(n, mode),
+        "num_envs": np.full(n, config.get("num_envs")),
+        "alpha0": np.full(n, config.get("bonus", {}).get("alpha0", math.nan)),
+        "horizon": np.full(n, config.get("planner", {}).get("horizon", math.nan)),
     }
     compute = {
         **{key: ident[key] for key in ("run_dir", "algo", "task_set", "seed", "variant")},
@@ -229,6 +252,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         "wall_clock": float(np.nanmax(wall)) if len(wall) else math.nan,
         "sps": float(np.nanmedian(sps)) if len(sps) else math.nan,
         "peak_memory": peak_gib,  # GiB, peak resident memory of the training process
+        "peak_gpu_memory": peak_gpu_gib,  # GiB, peak CUDA memory allocated (runs on a GPU)
     }
     return columns, compute
 

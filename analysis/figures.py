@@ -1,13 +1,16 @@
 """Figures from aggregated results (no statistics here: they come from :mod:`analysis.aggregate`).
 
 Each figure is written as PNG and PDF. Paper colours: M3PO red, TD-MPC2 purple, MT-PPO blue,
-MT-SAC grey; PPO, SAC and DreamerV3 (single-task) get orange, green and brown. The paper's
-reported values (``paper-claims.yaml``) are drawn as star marks at their step (at the right end
-of the axis where the paper gives no step).
+MT-SAC grey; PPO, SAC and DreamerV3 (single-task) get orange, green and brown. Any other
+algorithm name gets a colour of its own from a further palette, chosen by the name, so it is the
+same in every figure and every run. The paper's reported values (``paper-claims.yaml``) are drawn
+as star marks at their step (at the right end of the axis where the paper gives no step); a range
+is drawn as a bar with the star at its middle, and marks at the same place are set side by side.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import EngFormatter
 
 from analysis._rliable import plot_utils
 from analysis.aggregate import FigureResult, FigureSpec
@@ -41,12 +45,30 @@ LABELS: dict[str, str] = {
     "sac": "SAC",
     "dreamerv3": "DreamerV3",
 }
+# For algorithms without a colour above: distinct from those and from each other (tab10's pink,
+# olive and cyan, then darker shades), none of them the paper's red, purple, blue or grey.
+EXTRA_COLORS: tuple[str, ...] = ("#e377c2", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39")
+# Ablation sweeps: variant key (``{key}=value``) -> (title, x label), for report.build and the workflow.
+ABLATIONS: dict[str, tuple[str, str]] = {
+    "alpha0": (r"ablation: exploration bonus $\alpha_0$ (0: off)", r"$\alpha_0$"),
+    "horizon": ("ablation: planning horizon H", "planning horizon H"),
+    "num_envs": ("ablation: number of vectorized envs", "envs (2^k)"),
+}
 METRIC_LABELS = {"iqm": "IQM", "mean": "Mean", "median": "Median", "optimality_gap": "Optimality gap"}
 
 
 def label(algo: str) -> str:
     """Display name of an algorithm."""
     return LABELS.get(algo, algo)
+
+
+def color(algo: str) -> str:
+    """Colour of an algorithm: the paper's for its four, fixed ones for PPO, SAC and DreamerV3, and
+    for any other name one of :data:`EXTRA_COLORS` picked by a checksum of the name (stable across
+    figures, runs and machines, unlike Python's salted ``hash``)."""
+    if algo in COLORS:
+        return COLORS[algo]
+    return EXTRA_COLORS[zlib.crc32(algo.encode()) % len(EXTRA_COLORS)]
 
 
 def _save(fig: plt.Figure, stem: Path) -> list[Path]:
@@ -58,16 +80,18 @@ def _save(fig: plt.Figure, stem: Path) -> list[Path]:
     return paths
 
 
-def _paper_marks(claims: Sequence[Mapping[str, Any]], figure: str) -> list[tuple[str, float | None, float]]:
-    """(algo, step or None, value) of the claims about ``figure`` that carry numbers; a range is
-    marked at its middle."""
+def _paper_marks(
+    claims: Sequence[Mapping[str, Any]], figure: str
+) -> list[tuple[str, float | None, float, float, float]]:
+    """(algo, step or None, value, low, high) of the claims about ``figure`` that carry numbers; a
+    range is marked at its middle, with its ends as ``low`` and ``high`` (equal to ``value`` else)."""
     marks = []
     for claim in claims:
         if claim.get("figure") != figure or "values" not in claim:
             continue
         for algo, value in claim["values"].items():
-            mid = float(np.mean(value)) if isinstance(value, list) else float(value)
-            marks.append((algo, claim.get("at_steps"), mid))
+            low, high = (min(value), max(value)) if isinstance(value, list) else (value, value)
+            marks.append((algo, claim.get("at_steps"), (low + high) / 2, float(low), float(high)))
     return marks
 
 
@@ -93,20 +117,30 @@ def plot_curves(
     right = max((float(r.steps[-1]) for r in result.algos.values()), default=1.0)
     for algo, res in result.algos.items():
         est = res.curves[metric]
-        color = COLORS.get(algo)
-        ax.plot(res.steps, est.point, color=color, label=f"{label(algo)} ({res.n_runs} seeds)")
-        ax.fill_between(res.steps, est.low, est.high, color=color, alpha=0.2, linewidth=0)
-    for algo, step, value in _paper_marks(claims, figure):
-        ax.plot(
-            step if step is not None else right,
+        ax.plot(res.steps, est.point, color=color(algo), label=f"{label(algo)} ({res.n_runs} seeds)")
+        ax.fill_between(res.steps, est.low, est.high, color=color(algo), alpha=0.2, linewidth=0)
+    marks = _paper_marks(claims, figure)
+    # Marks that would cover each other (same step, ranges or values overlapping) are set side by side.
+    places = [(step if step is not None else right, low, high) for _, step, _, low, high in marks]
+    dodge = 0.02 * right
+    for i, (algo, _, value, low, high) in enumerate(marks):
+        x, _, _ = places[i]
+        same = [j for j, (x2, lo2, hi2) in enumerate(places) if x2 == x and lo2 <= high and hi2 >= low]
+        x += dodge * (same.index(i) - (len(same) - 1) / 2)
+        ax.errorbar(
+            x,
             value,
+            yerr=[[value - low], [high - value]] if high > low else None,
             marker="*",
             markersize=12,
             linestyle="none",
-            color=COLORS.get(algo, "black"),
+            color=color(algo),
             markeredgecolor="black",
-            label=f"{label(algo)}, paper (mean)",
+            ecolor="black",
+            capsize=3,
+            label=f"{label(algo)}, paper ({'mean, range' if high > low else 'mean'})",
         )
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 250k, 1M: no offset text to read off
     ax.set_xlabel("agent steps")
     ax.set_ylabel(f"{spec.ylabel}, {METRIC_LABELS[metric]}")
     ax.set_title(f"{figure}: {spec.suite} ({spec.mode}-task), {METRIC_LABELS[metric]} with 95% CI")
@@ -138,7 +172,7 @@ def plot_sweep(
             grouped[x],
             grouped["mean"],
             yerr=grouped["std"].fillna(0.0),
-            color=COLORS.get(algo),
+            color=color(algo),
             marker="o",
             capsize=4,
             label=f"{label(algo)} (mean ± std over seeds)",
@@ -175,7 +209,7 @@ def plot_intervals(result: FigureResult, figure: str, stem: Path, xlabel: str) -
         intervals,
         metric_names=[METRIC_LABELS[m] for m in names],
         algorithms=[label(a) for a in algos],
-        colors={label(a): COLORS.get(a, "black") for a in algos},
+        colors={label(a): color(a) for a in algos},
         xlabel=xlabel,
         xlabel_y_coordinate=-0.32,  # rliable's default puts the label on the tick labels of short figures
         row_height=0.45,
@@ -200,10 +234,10 @@ def plot_profiles(
         {label(a): e.point for a, e in profiles.items()},
         taus,
         performance_profile_cis={label(a): (e.low, e.high) for a, e in profiles.items()},
-        colors={label(a): COLORS.get(a, "black") for a in profiles},
+        colors={label(a): color(a) for a in profiles},
         xlabel=rf"{xlabel} ($\tau$)",
         ax=ax,
     )
     ax.set_title(f"{figure}: performance profiles at the last step")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=10)  # rliable's ticks are large; 8 pt reads as a footnote beside them
     return _save(fig, stem)

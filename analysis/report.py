@@ -59,6 +59,14 @@ CI(b)" means a's lower bound exceeds b's upper bound.
 """
 
 
+COMPUTE_NOTES = """\
+The paper reports no compute; these are this suite's runs. Wall-clock: per run, the last
+`time/wall` of its train.jsonl, summed over the algorithm's finished runs. Steps/s: the median over
+runs of each run's median `time/sps`. Peak memory: the largest `mem/peak_rss_mib` (peak resident
+memory of the training process) over the algorithm's runs; peak GPU memory likewise from
+`mem/peak_cuda_mib` (runs on a GPU only). NaN: no run of the algorithm recorded it."""
+
+
 @dataclass(frozen=True)
 class ClaimRow:
     """One row of the claims table.
@@ -277,27 +285,38 @@ def judge_claims(
     return rows
 
 
+COMPUTE_HEADERS = {
+    "wall": "wall-clock (h, total)",
+    "sps": "steps/s (median)",
+    "mem": "peak memory (GiB, max)",
+    "gpu": "peak GPU memory (GiB, max)",
+}
+
+
 def compute_table(compute: pd.DataFrame) -> pd.DataFrame:
-    """Per algorithm: runs, total wall-clock hours, median steps/s, peak memory (NaN where not recorded)."""
+    """Per algorithm (M3PO first, then by name): runs, total wall-clock hours, median steps/s, and
+    the largest peak resident and GPU memory of its runs (NaN where none recorded them)."""
     if compute.empty:
-        return pd.DataFrame(
-            columns=["algo", "runs", "wall-clock (h, total)", "steps/s (median)", "peak memory (GiB)"]
-        )
+        return pd.DataFrame(columns=["algo", "runs", *COMPUTE_HEADERS.values()])
     table = compute.groupby("algo").agg(
         runs=("run_dir", "count"),
         wall=("wall_clock", "sum"),
         sps=("sps", "median"),
         mem=("peak_memory", "max"),
+        gpu=("peak_gpu_memory", "max"),
     )
     table["wall"] = table["wall"] / 3600
-    return table.reset_index().rename(
-        columns={"wall": "wall-clock (h, total)", "sps": "steps/s (median)", "mem": "peak memory (GiB)"}
-    )
+    order = sorted(table.index, key=lambda algo: (algo != REFERENCE_ALGO, algo))
+    table = table.loc[order].reset_index()
+    table["algo"] = table["algo"].map(figures.label)
+    return table.rename(columns=COMPUTE_HEADERS)
 
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        return "NaN" if math.isnan(value) else f"{value:.3g}"
+        if math.isnan(value):
+            return "NaN"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
@@ -386,7 +405,7 @@ def build(
             "envs (2^k)",
             log2=True,
         )
-    for key, xlabel in (("alpha0", r"$\alpha_0$"), ("horizon", "planning horizon H"), ("num_envs", "envs")):
+    for key, (title, xlabel) in figures.ABLATIONS.items():
         variants = runs[(runs["algo"] == REFERENCE_ALGO) & runs["variant"].str.startswith(f"{key}=")]
         if variants.empty:
             continue
@@ -398,7 +417,7 @@ def build(
             key,
             [REFERENCE_ALGO],
             fig_dir / f"ablation-{key}",
-            f"ablation: {key}",
+            title,
             xlabel,
             log2=key == "num_envs",
         )
@@ -427,7 +446,7 @@ def write_report(
         ("Aggregate metrics at the last step (95% CI)", _aggregate_table(results)),
         ("Probability of improvement at the last step (95% CI)", _improvement_table(results)),
         ("Compute", compute_table(collected.compute)),
-        ("Compute notes", "Peak memory is not recorded by the runs yet: the column is NaN."),
+        ("Compute notes", COMPUTE_NOTES),
         ("Runs left out (not finished, or unreadable)", excluded),
         ("Figures", "\n".join(f"- {p.relative_to(results_dir)}" for p in written if p.suffix == ".png")),
     ]

@@ -50,6 +50,7 @@ def write_run(
     alpha0: float = 0.1,
     horizon: int = 3,
     sps: float = 1000.0,
+    peak_rss_mib: float | None = 2048.0,
     error: str | None = None,
 ) -> Path:
     """Write one run directory.
@@ -65,6 +66,7 @@ def write_run(
     :param alpha0: ``bonus.alpha0``
     :param horizon: ``planner.horizon``
     :param sps: agent steps per second of every iteration (wall-clock follows from it)
+    :param peak_rss_mib: ``mem/peak_rss_mib`` of every iteration (None: not recorded, as older runs)
     :param error: ``status.json["error"]`` when given
     :returns: ``run_dir``
     """
@@ -112,6 +114,9 @@ def write_run(
         {"step": step, "iteration": i + 1, "time/sps": sps, "time/wall": step / sps, "loss/total": 1.0}
         for i, step in enumerate(steps)
     ]
+    if peak_rss_mib is not None:
+        for row in train:
+            row["mem/peak_rss_mib"] = peak_rss_mib
     _dump_lines(run_dir / "train.jsonl", train)
     return run_dir
 

@@ -7,6 +7,9 @@ model. See ``shared/spec/m3po-algorithm.md`` for every formula used here.
 
 from __future__ import annotations
 
+import copy
+import math
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -14,10 +17,25 @@ import torch.nn.functional as F
 
 from m3po.bonus import alpha_at, apply_bonus, exploration_bonus, one_step_q
 from m3po.config import M3POConfig
+from m3po.distributions import TanhGaussian, gaussian_log_prob
 from m3po.errors import NonFiniteLossError
 from m3po.planner import MPPIPlanner
 from m3po.returns import gae
 from m3po.world_model import WorldModel
+
+# Fault tests (tests/test_faults.py) make a run diverge on purpose: with this variable set to N, the
+# reward loss is NaN from agent step N on. Unset in normal use.
+DEBUG_NAN_LOSS_STEP = "M3PO_DEBUG_NAN_LOSS_STEP"
+
+
+def _debug_nan_loss_step() -> int | None:
+    value = os.environ.get(DEBUG_NAN_LOSS_STEP)
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError as err:
+        raise ValueError(f"{DEBUG_NAN_LOSS_STEP}={value!r}: expected an agent step (an integer)") from err
 
 
 @dataclass
@@ -25,13 +43,17 @@ class ActOutput:
     """What one decision returns for E envs.
 
     :param action: (E, A) executed actions, padded dims 0
-    :param log_prob: (E,) behaviour log-density stored for the PPO ratio
+    :param log_prob: (E,) the prior's log-density of the action, log pi_old(a|s)
+    :param behaviour_log_prob: (E,) log-density of the distribution the action was really drawn from
+        (the planner's moment-matched Gaussian, mixed with the prior when ``planner.prior_mix`` > 0;
+        the prior's when acting without the planner)
     :param value: (E,) V(s) at the decision
     :param stats: planner diagnostics
     """
 
     action: torch.Tensor
     log_prob: torch.Tensor
+    behaviour_log_prob: torch.Tensor
     value: torch.Tensor
     stats: dict[str, float] = field(default_factory=dict)
 
@@ -51,6 +73,7 @@ class Rollout:
     truncated: torch.Tensor
     next_obs: torch.Tensor
     log_prob: torch.Tensor
+    behaviour_log_prob: torch.Tensor
     task: torch.Tensor | None
 
     @property
@@ -123,22 +146,48 @@ class M3POAgent:
         dist = self.model.dist(z, task)
         stats: dict[str, float] = {}
         if self.cfg.planner.enabled and plan:
+            mask = self.model.action_mask(task, z.shape[0])
             plan_out = self.planner.plan(
                 self.model,
                 z,
                 task,
                 self.task_discount[task_ids],
-                self.model.action_mask(task, z.shape[0]),
+                mask,
                 self._plan_mean,
                 eval_mode=eval_mode,
                 generator=self.generator,
             )
             action, stats = plan_out.action, dict(plan_out.stats)
             self._plan_mean = plan_out.mean
+            mix = 0.0 if eval_mode else self.cfg.planner.prior_mix
+            if mix > 0:
+                use_prior = torch.rand(z.shape[0], generator=self.generator, device=z.device) < mix
+                action = torch.where(use_prior[:, None], dist.sample(self.generator), action)
+                stats["prior_mix_share"] = use_prior.float().mean().item()
+            behaviour_log_prob = self._planner_log_prob(plan_out, action, mask)
+            if mix > 0:  # the executed action's density is the mixture's
+                behaviour_log_prob = torch.logaddexp(
+                    math.log(mix) + dist.log_prob(action),
+                    (math.log1p(-mix) if mix < 1 else -math.inf) + behaviour_log_prob,
+                )
         else:
             action = dist.mode() if eval_mode else dist.sample(self.generator)
+            behaviour_log_prob = None
         log_prob = dist.log_prob(action)
-        return ActOutput(action, log_prob, self.model.V(z, task).squeeze(-1), stats)
+        if behaviour_log_prob is None:
+            behaviour_log_prob = log_prob
+        return ActOutput(action, log_prob, behaviour_log_prob, self.model.V(z, task).squeeze(-1), stats)
+
+    def _planner_log_prob(self, plan_out, action: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Log-density of ``action`` under the planner's moment-matched first-step Gaussian, (E,).
+
+        In pre-tanh sampling space that Gaussian is squashed by tanh, so the density carries the same
+        change of variables as the prior's; in action space it is a plain Gaussian.
+        """
+        if self.cfg.planner.sample_space == "pretanh":
+            dist = TanhGaussian(plan_out.behaviour_mean, plan_out.behaviour_std.log(), mask)
+            return dist.log_prob(action)
+        return gaussian_log_prob(action, plan_out.behaviour_mean, plan_out.behaviour_std, mask)
 
     def update(self, batch: Rollout, step: int) -> dict[str, float]:
         """PPO + bonus + world-model update on one batch; returns diagnostics.
@@ -147,6 +196,8 @@ class M3POAgent:
         :param step: agent steps so far (for the bonus anneal and error messages)
         """
         cfg = self.cfg
+        nan_step = _debug_nan_loss_step()
+        poison = nan_step is not None and step >= nan_step
         T, E = batch.rewards.shape
         task = self._task(batch.task)
         flat_task = None if task is None else task.repeat(T)
@@ -183,6 +234,22 @@ class M3POAgent:
         n = T * E
         mb = min(cfg.ppo.minibatch_size, n)
         old_log_prob = batch.log_prob.reshape(-1)
+        # pi_old for the ratio is a frozen copy of the model as it was at collection (no update since),
+        # evaluated on the same minibatch as the current one: the ratio is then exactly 1 before the first
+        # step, with no float drift from the batch shapes used when acting.
+        old_model = copy.deepcopy(self.model).requires_grad_(False)
+        weights_stats: dict[str, float] = {}
+        if cfg.ppo.behaviour_density == "planner":
+            # A truncated importance weight pi_old(a|s) / b(a|s) for actions the planner, not the prior,
+            # drew (V-trace's rho-bar); the clipped ratio itself stays pi / pi_old.
+            log_w = old_log_prob - batch.behaviour_log_prob.reshape(-1)
+            is_weight = log_w.clamp(max=math.log(cfg.ppo.is_clip)).exp()
+            weights_stats = {
+                "ppo/is_weight_mean": is_weight.mean().item(),
+                "ppo/is_weight_truncated": (log_w > math.log(cfg.ppo.is_clip)).float().mean().item(),
+            }
+        else:
+            is_weight = None
         returns_flat = returns.reshape(-1, 1)
         windows = self._windows(T, E)
         window_mb = max(1, mb // cfg.wm.horizon)  # an H-step window costs about H transitions
@@ -197,13 +264,21 @@ class M3POAgent:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 if not cfg.bonus.before_adv_norm:
                     adv = adv + bonus[idx]
+                if is_weight is not None:
+                    adv = adv * is_weight[idx]
                 mb_task = None if flat_task is None else flat_task[idx]
                 z_mb = self.model.encode(obs[idx], mb_task)
                 dist = self.model.dist(z_mb, mb_task)
                 log_prob = dist.log_prob(actions[idx])
-                log_ratio = (log_prob - old_log_prob[idx]).clamp(
+                with torch.no_grad():
+                    mb_old_log_prob = old_model.dist(old_model.encode(obs[idx], mb_task), mb_task).log_prob(
+                        actions[idx]
+                    )
+                log_ratio = (log_prob - mb_old_log_prob).clamp(
                     -cfg.ppo.log_ratio_clamp, cfg.ppo.log_ratio_clamp
                 )
+                if not logs:
+                    first_ratio_error = (log_ratio.exp() - 1).abs().max().item()
                 ratio = log_ratio.exp()
                 clipped = ratio.clamp(1 - cfg.ppo.clip, 1 + cfg.ppo.clip)
                 actor_loss = -torch.min(ratio * adv, clipped * adv).mean()
@@ -214,6 +289,8 @@ class M3POAgent:
                 start = (k * window_mb) % len(windows)
                 w_idx = windows[window_perm[start : start + window_mb]]
                 consistency, reward_loss = self._world_model_loss(batch, w_idx)
+                if poison:
+                    reward_loss = reward_loss * float("nan")
                 losses = {
                     "actor": actor_loss,
                     "value": value_loss,
@@ -239,7 +316,7 @@ class M3POAgent:
                 model_grad_norm = torch.nn.utils.clip_grad_norm_(self._model_params, cfg.wm.max_grad_norm)
                 self.optim.step()
                 with torch.no_grad():
-                    raw_log_ratio = log_prob - old_log_prob[idx]
+                    raw_log_ratio = log_prob - mb_old_log_prob
                     stats = {
                         **{f"loss/{name}": value.item() for name, value in losses.items()},
                         "ppo/clip_fraction": ((ratio - 1).abs() > cfg.ppo.clip).float().mean().item(),
@@ -254,8 +331,14 @@ class M3POAgent:
                     }
                 for key, value in stats.items():
                     logs.setdefault(key, []).append(value)
+        if cfg.model.obs_norm:
+            # Statistics move only between iterations: collection and update of a batch see the same ones.
+            self.model.update_obs_stats(obs, flat_task)
         out = {key: float(sum(v) / len(v)) for key, v in logs.items()}
         out["ppo/clip_fraction_last_epoch"] = logs["ppo/clip_fraction"][-1]
+        out["ppo/first_ratio_error"] = first_ratio_error  # max |ratio - 1| before any step: 0 by design
+        out.update(weights_stats)
+        out["ppo/behaviour_log_prob_mean"] = batch.behaviour_log_prob.mean().item()
         out.update({f"bonus/{k}": v for k, v in bonus_stats.items()})
         out["bonus/alpha"] = alpha
         out["ppo/log_prob_old_mean"] = old_log_prob.mean().item()

@@ -129,6 +129,7 @@ def _registered() -> list[Algorithm]:
     # Imports stay inside: config modules are light, train modules are imported by load_train only.
     from baselines.dreamerv3 import config as dv3
     from baselines.sb3 import config as sb3
+    from baselines.tdmpc2 import config as tdmpc2
     from m3po import config as m3po_config
 
     sb3_needs = ("stable_baselines3",)
@@ -159,6 +160,12 @@ def _registered() -> list[Algorithm]:
             "mt-sac", "multi", sb3.SACRunConfig, sb3.presets("mt-sac"), sb3.validate_sac,
             "baselines.sb3.train:train_mt_sac", sb3_needs, "SAC, one-hot task id, a temperature per task",
             sac_bench,
+        ),
+        Algorithm(
+            "tdmpc2", "any", tdmpc2.TDMPC2Config, tdmpc2.PRESETS, tdmpc2.validate,
+            "baselines.tdmpc2.train:train", description="TD-MPC2 (ours, from the published definitions)",
+            # Learning from step 500 rather than 2500, so the measured steps include one update each.
+            bench={"steps": 1500, "overrides": {"seed_steps": 500, "log_every": 250}},
         ),
         Algorithm(
             "dreamerv3", "single", dv3.DreamerV3RunConfig, dv3.PRESETS, dv3.validate,

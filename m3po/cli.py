@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from m3po.bench.learning import TASKS as LEARNING_TASKS
 from m3po.config import ConfigError
 from m3po.envs.registry import SUITES, UnknownTaskError, suite_tasks
 from m3po.errors import RunDirectoryError
@@ -41,7 +42,16 @@ def _bench_planner(args: argparse.Namespace) -> dict[str, Any]:
 def _bench_learning(args: argparse.Namespace) -> dict[str, Any]:
     from m3po.bench import learning
 
-    return learning.run(steps=args.steps, seeds=args.seeds, jobs=args.jobs, alpha0_zero=args.alpha0_zero)
+    return learning.run(
+        steps=args.steps,
+        seeds=args.seeds,
+        jobs=args.jobs,
+        alpha0_zero=args.alpha0_zero,
+        tasks=tuple(args.tasks.split(",")),
+        overrides=tuple(args.set),
+        name=args.variant_name,
+        algo=args.algo,
+    )
 
 
 def _bench_algos(args: argparse.Namespace) -> dict[str, Any]:
@@ -117,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=_positive(int), default=3, help="learning: seeds per task")
     bench.add_argument("--jobs", type=_positive(int), default=2, help="learning: runs at a time")
     bench.add_argument("--alpha0-zero", action="store_true", help="learning: also run without the bonus")
+    bench.add_argument("--tasks", default=",".join(LEARNING_TASKS), help="learning: comma-separated tasks")
+    bench.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="learning: config override (repeat)"
+    )
+    bench.add_argument("--variant-name", default="default", help="learning: name of the variant's run folder")
+    bench.add_argument("--algo", default="m3po", help="learning: the algorithm to train")
     bench.add_argument("--threads", type=_positive(int), default=1, help="algos: torch threads per run")
     bench.add_argument("--algos", default="", help="algos: comma list of algorithms (default: all)")
     bench.set_defaults(func=_cmd_bench)

@@ -57,6 +57,7 @@ class ModelConfig:
     log_std_min: float = -5.0  # floor of the prior's log sigma (issue 8: a higher floor is an option)
     log_std_max: float = 2.0  # ceiling of the prior's log sigma
     init_log_std: float = 0.0  # the prior's log sigma at initialisation (stable-baselines3's PPO: 0)
+    obs_norm: bool = False  # standardise observations by running per-task statistics (as SB3's VecNormalize)
 
 
 @dataclass
@@ -76,6 +77,7 @@ class PlannerConfig:
     prior_centred: bool = True  # start at the prior's mean and sigma (issue 8), not at 0 and max_std
     sample_space: str = "pretanh"  # pretanh: Gaussian over pre-tanh actions | action: TD-MPC2's, clamped
     extra_iters_large_action: int = 2  # TD-MPC2 adds iterations when the action size is >= 20
+    prior_mix: float = 0.0  # chance per env and training decision of executing the prior's own sample
 
 
 @dataclass
@@ -106,9 +108,8 @@ class PPOConfig:
     max_grad_norm: float = 0.5  # gradient-norm clip of the policy head (PPO's default)
     normalize_advantage: bool = True  # standardise advantages per minibatch
     log_ratio_clamp: float = 20.0  # clamp of log pi_new - log pi_old before exp (overflow guard)
-    behaviour_density: str = (
-        "prior"  # prior: log pi_old(a_mppi|s) as the paper reads | planner: the planner's density
-    )
+    behaviour_density: str = "prior"  # prior: pi_old(a|s) as the paper reads | planner: x pi_old/b_planner
+    is_clip: float = 1.0  # truncation of the weight pi_old(a|s) / b(a|s) (behaviour_density=planner)
 
 
 @dataclass
@@ -284,6 +285,10 @@ def validate(config: M3POConfig) -> M3POConfig:
         )
     if not 0 < p.min_std <= p.max_std:
         raise ConfigError(f"need 0 < planner.min_std <= planner.max_std, got {p.min_std}, {p.max_std}")
+    if not 0.0 <= p.prior_mix <= 1.0:
+        raise ConfigError(f"planner.prior_mix is a probability, got {p.prior_mix}")
+    if config.ppo.is_clip <= 0:
+        raise ConfigError(f"ppo.is_clip must be > 0, got {config.ppo.is_clip}")
     m = config.model
     if not m.log_std_min < m.init_log_std < m.log_std_max:
         raise ConfigError(f"model.init_log_std={m.init_log_std} must lie in (log_std_min, log_std_max)")

@@ -30,7 +30,7 @@ class SimNorm(nn.Module):
 
 
 class NormedLinear(nn.Linear):
-    """Linear layer followed by LayerNorm, an activation and optional dropout.
+    """Linear layer, optional dropout, then LayerNorm and an activation (TD-MPC2's order).
 
     :param in_features: input size
     :param out_features: output size
@@ -47,8 +47,10 @@ class NormedLinear(nn.Linear):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.ln(super().forward(x)))
-        return self.dropout(x) if self.dropout is not None else x
+        x = super().forward(x)
+        if self.dropout is not None:  # before the norm, as TD-MPC2's NormedLinear
+            x = self.dropout(x)
+        return self.act(self.ln(x))
 
 
 def mlp(

@@ -10,8 +10,9 @@ Where we follow TD-MPC2 and where we depart:
 - Prior rollouts, Gaussian refit, elite weighting, the executed action (one elite drawn in proportion to
   its weight, its first action) are TD-MPC2's. In evaluation TD-MPC2 also *draws* an elite (it does not
   take the mean or the best one) and only skips the noise; we do the same.
-- Training noise: TD-MPC2 adds the refit first-step std times N(0, 1); we add ``cfg.exec_noise`` times
+- Training noise: TD-MPC2 adds the refit first-step std times N(0, 1); M3PO adds ``cfg.exec_noise`` times
   N(0, 1) (the spec's sigma_0; 0 by default so the executed action stays near what the planner chose).
+  ``exec_noise_from_std=True`` gives TD-MPC2's (the TD-MPC2 baseline uses it).
 - The prior's samples are drawn here from the ``(mu, log_std)`` the model returns, with the planner's
   generator, rather than taken from the model's own sampled action: one generator then fixes the whole
   plan. The distribution is the same tanh-Gaussian.
@@ -144,9 +145,17 @@ class MPPIPlanner:
     :param act_dim: action size ``A`` (padded to the largest task's in multi-task runs); at 20 or more,
         ``cfg.extra_iters_large_action`` iterations are added, as TD-MPC2 does
     :param device: where planning runs (the world model's device); inputs elsewhere are moved there
+    :param exec_noise_from_std: training noise on the executed action is the refit first-step std times
+        N(0, 1), as TD-MPC2 does, instead of ``cfg.exec_noise`` times N(0, 1) (the TD-MPC2 baseline's mode)
     """
 
-    def __init__(self, cfg: PlannerConfig, act_dim: int, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        cfg: PlannerConfig,
+        act_dim: int,
+        device: torch.device | str = "cpu",
+        exec_noise_from_std: bool = False,
+    ) -> None:
         if cfg.iterations < 1 or cfg.horizon < 1:
             raise ValueError(f"need iterations >= 1 and horizon >= 1, got {cfg.iterations}, {cfg.horizon}")
         if not 0 <= cfg.num_pi_trajs < cfg.num_samples:
@@ -158,6 +167,7 @@ class MPPIPlanner:
         self.cfg = cfg
         self.act_dim = act_dim
         self.device = torch.device(device)
+        self.exec_noise_from_std = exec_noise_from_std
         self.iterations = cfg.iterations + (cfg.extra_iters_large_action if act_dim >= 20 else 0)
 
     @torch.no_grad()
@@ -330,12 +340,13 @@ class MPPIPlanner:
         choice = torch.multinomial(weights, 1, generator=generator).squeeze(1)  # (E,)
         action = elites[torch.arange(num_envs, device=device), choice, 0]
         behaviour_std = std[:, 0]
-        if not eval_mode and cfg.exec_noise > 0:
+        if not eval_mode and (cfg.exec_noise > 0 or self.exec_noise_from_std):
             noise = torch.randn(num_envs, act_dim, dtype=dtype, device=device, generator=generator)
-            action = (action + cfg.exec_noise * noise) * mask
+            scale = std[:, 0] if self.exec_noise_from_std else cfg.exec_noise
+            action = (action + scale * noise) * mask
             # The action is drawn from the elite mixture (moment-matched: mean[0], std[0]) plus
             # independent noise, so the variances add.
-            behaviour_std = (behaviour_std**2 + cfg.exec_noise**2).sqrt()
+            behaviour_std = (behaviour_std**2 + scale**2).sqrt()
         action = torch.tanh(action.clamp(-PRE_TANH_LIMIT, PRE_TANH_LIMIT)) if pretanh else action.clamp(-1, 1)
 
         real = mask.sum().clamp(min=1.0)

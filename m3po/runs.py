@@ -249,6 +249,8 @@ class RunRecord:
                 self.warn(
                     f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); trying an older one"
                 )
+        if any((self.checkpoint_dir / name).exists() for name in (CHECKPOINT, PREVIOUS_CHECKPOINT)):
+            self.warn(f"no readable checkpoint in {self.checkpoint_dir}: the run starts from scratch")
         return None
 
     def warn(self, message: str) -> None:
@@ -264,7 +266,12 @@ class RunRecord:
         :param status_extra: more fields for ``status.json`` (e.g. ``task_counts``)
         """
         self.attempts = self.read_status().get("attempts", []) + [
-            {"started": time.time(), "resumed_from_step": resumed_from, "host": platform.node()}
+            {
+                "started": time.time(),
+                "resumed_from_step": resumed_from,
+                "host": platform.node(),
+                "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # None outside SLURM
+            }
         ]
         self.write_status("running", state, attempts=self.attempts, **status_extra)
         self.eval_log = JsonlLog(self.run_dir / "eval.jsonl", resumed_from)

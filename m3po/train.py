@@ -154,7 +154,7 @@ class Trainer:
         cfg = self.cfg
         T, device = cfg.ppo.rollout_len, self.device
         buf: dict[str, list[torch.Tensor]] = {
-            k: [] for k in ("obs", "act", "rew", "term", "trunc", "next", "logp")
+            k: [] for k in ("obs", "act", "rew", "term", "trunc", "next", "logp", "blogp")
         }
         plan_stats: dict[str, list[float]] = {}
         for t in range(T):
@@ -170,6 +170,7 @@ class Trainer:
             buf["trunc"].append(torch.as_tensor(truncated, device=device))
             buf["next"].append(torch.as_tensor(info["final_obs"], device=device))
             buf["logp"].append(out.log_prob)
+            buf["blogp"].append(out.behaviour_log_prob)
             for key, value in out.stats.items():
                 plan_stats.setdefault(f"planner/{key}", []).append(value)
             obs = torch.as_tensor(next_obs, device=device)
@@ -182,6 +183,7 @@ class Trainer:
             truncated=torch.stack(buf["trunc"]),
             next_obs=torch.stack(buf["next"]),
             log_prob=torch.stack(buf["logp"]),
+            behaviour_log_prob=torch.stack(buf["blogp"]),
             task=task_ids,
         )
         return batch, obs, {k: float(np.mean(v)) for k, v in plan_stats.items()}

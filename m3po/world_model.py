@@ -40,6 +40,10 @@ class WorldModel(nn.Module):
         self.multitask = self.n_tasks > 1
         task_dim = cfg.task_dim if self.multitask else 0
         self.register_buffer("task_action_mask", task_action_mask.float().clone())
+        # Running per-task observation statistics (used when cfg.obs_norm); count 0: identity.
+        self.register_buffer("obs_mean", torch.zeros(self.n_tasks, obs_dim))
+        self.register_buffer("obs_var", torch.ones(self.n_tasks, obs_dim))
+        self.register_buffer("obs_count", torch.zeros(self.n_tasks))
         self._task_emb = nn.Embedding(self.n_tasks, task_dim, max_norm=1.0) if self.multitask else None
         latent, hidden = cfg.latent_dim, [cfg.mlp_dim, cfg.mlp_dim]
         simnorm = SimNorm(cfg.simnorm_dim)
@@ -74,7 +78,32 @@ class WorldModel(nn.Module):
 
     def encode(self, obs: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
         """Observations (B, obs_dim) -> latents (B, latent_dim)."""
-        return self._encoder(self._with_task(obs, task))
+        return self._encoder(self._with_task(self.normalize_obs(obs, task), task))
+
+    def normalize_obs(self, obs: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        """With ``cfg.obs_norm``, standardise by the task's running statistics and clip to +-10 (as
+        stable-baselines3's VecNormalize); padded dims (variance 0) map to 0. Otherwise ``obs``."""
+        if not self.cfg.obs_norm:
+            return obs
+        row = torch.zeros(obs.shape[0], dtype=torch.long, device=obs.device) if task is None else task
+        return ((obs - self.obs_mean[row]) * torch.rsqrt(self.obs_var[row] + 1e-8)).clamp(-10.0, 10.0)
+
+    @torch.no_grad()
+    def update_obs_stats(self, obs: torch.Tensor, task: torch.Tensor | None) -> None:
+        """Fold a batch into the running statistics: obs (N, obs_dim), task (N,) ids or None."""
+        task = torch.zeros(obs.shape[0], dtype=torch.long, device=obs.device) if task is None else task
+        for t in task.unique().tolist():
+            x = obs[task == t].double()
+            n, m = self.obs_count[t].double(), float(x.shape[0])
+            mean, var = self.obs_mean[t].double(), self.obs_var[t].double()
+            if n == 0:
+                var = torch.zeros_like(var)  # the identity's unit variance is not data
+            delta = x.mean(0) - mean
+            total = n + m
+            m2 = var * n + x.var(0, unbiased=False) * m + delta**2 * n * m / total
+            self.obs_mean[t] = (mean + delta * m / total).float()
+            self.obs_var[t] = (m2 / total).float()
+            self.obs_count[t] = total
 
     def next(self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
         """Latent dynamics: (B, L), (B, A) -> (B, L)."""

@@ -1,6 +1,7 @@
 # The experiment grid: load the chosen profile (or the user's own `grid:`), validate it before any
 # job runs, and expand it into RUNS (run directory -> what to train) and MEMBERS (figure -> runs).
 
+import json
 import shlex
 import sys
 from dataclasses import dataclass, field

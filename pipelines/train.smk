@@ -37,3 +37,24 @@ rule train:
         "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
         "{PYTHON:q} {params.script:q} --run-dir {params.run_dir:q} --marker {output:q} -- "
         "{params.args} threads={threads} > {log:q} 2>&1"
+
+
+def failed_runs() -> list[str]:
+    """Runs whose marker says they failed for good (a NaN loss): the figures leave them out."""
+    failed = []
+    for key in RUNS:
+        marker = Path(f"{key}.done")
+        if marker.exists():
+            record = json.loads(marker.read_text())
+            if record.get("status") == "failed":
+                failed.append(f"{key}: {record.get('error')}")
+    return failed
+
+
+onsuccess:
+    _failed = failed_runs()
+    if _failed:
+        print(
+            f"{len(_failed)} run(s) FAILED; the figures leave them out and the report lists them:\n  "
+            + "\n  ".join(_failed)
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from m3po.agent import M3POAgent, Rollout
@@ -26,13 +27,22 @@ def make_agent(env, **updates):
 def collect(agent, env, steps):
     obs = torch.as_tensor(env.reset(seed=0)[0])
     task = torch.as_tensor(env.task_ids)
-    buf = {k: [] for k in ("obs", "act", "rew", "term", "trunc", "next", "logp")}
+    buf = {k: [] for k in ("obs", "act", "rew", "term", "trunc", "next", "logp", "blogp")}
     for _ in range(steps):
         out = agent.act(obs, task)
         next_obs, reward, terminated, truncated, info = env.step(out.action.numpy())
         for key, value in zip(
             buf,
-            (obs, out.action, reward, terminated, truncated, info["final_obs"], out.log_prob),
+            (
+                obs,
+                out.action,
+                reward,
+                terminated,
+                truncated,
+                info["final_obs"],
+                out.log_prob,
+                out.behaviour_log_prob,
+            ),
             strict=True,
         ):
             buf[key].append(torch.as_tensor(value, dtype=torch.float32 if key == "rew" else None))
@@ -40,7 +50,7 @@ def collect(agent, env, steps):
     stacked = {k: torch.stack(v) for k, v in buf.items()}
     return Rollout(
         stacked["obs"], stacked["act"], stacked["rew"], stacked["term"], stacked["trunc"], stacked["next"],
-        stacked["logp"], task,
+        stacked["logp"], stacked["blogp"], task,
     )  # fmt: skip
 
 
@@ -57,18 +67,46 @@ def test_two_tasks_of_different_sizes_never_plan_in_padded_dims():
     env.close()
 
 
-def test_ppo_ratio_is_one_before_the_first_update():
+BEHAVIOUR_OPTIONS = {
+    "prior (the paper's reading)": dict(ppo={**SMALL["ppo"], "behaviour_density": "prior"}),
+    "planner density": dict(ppo={**SMALL["ppo"], "behaviour_density": "planner"}),
+    "planner density, prior mixed in": dict(
+        ppo={**SMALL["ppo"], "behaviour_density": "planner"}, planner={**SMALL["planner"], "prior_mix": 0.5}
+    ),
+    "action-space planner": dict(
+        planner={**SMALL["planner"], "sample_space": "action", "prior_centred": False}
+    ),
+    "planner off": dict(planner={**SMALL["planner"], "enabled": False}),
+}
+
+
+@pytest.mark.parametrize("option", BEHAVIOUR_OPTIONS)
+def test_ppo_ratio_is_exactly_one_before_the_first_update(option):
     env = make_vec_env("walker-walk", num_envs=3, seed=1)
-    cfg, agent = make_agent(env)
+    cfg, agent = make_agent(env, **BEHAVIOUR_OPTIONS[option])
     batch = collect(agent, env, 5)
+    assert torch.all(torch.isfinite(batch.behaviour_log_prob)) and torch.all(torch.isfinite(batch.log_prob))
     with torch.no_grad():
-        obs = batch.obs.reshape(-1, env.obs_dim)
-        z = agent.model.encode(obs, None)
+        z = agent.model.encode(batch.obs.reshape(-1, env.obs_dim), None)
         log_prob = agent.model.dist(z, None).log_prob(batch.actions.reshape(-1, env.act_dim))
-    ratio = (log_prob - batch.log_prob.reshape(-1)).exp()
-    # Up to float32 rounding: the network runs on a batch of another shape, and atanh of an action near
-    # +-1 amplifies tanh's rounding (a stored density of the wrong action or policy is off by far more).
-    torch.testing.assert_close(ratio, torch.ones_like(ratio), rtol=0, atol=1e-3)
+    # The stored pi_old is the prior's density of what was executed (float32 rounding apart: the network
+    # ran on a batch of another shape; a density of the wrong action or policy is off by far more).
+    torch.testing.assert_close(log_prob, batch.log_prob.reshape(-1), rtol=0, atol=1e-3)
+    stats = agent.update(batch, step=15)
+    assert stats["ppo/first_ratio_error"] == 0.0
+    env.close()
+
+
+def test_prior_mix_executes_prior_samples_and_mixes_the_density():
+    env = make_vec_env("walker-walk", num_envs=4, seed=4)
+    planner = {**SMALL["planner"], "exec_noise": 0.0}
+    _, always = make_agent(env, planner={**planner, "prior_mix": 1.0})
+    batch = collect(always, env, 3)
+    # Every action is the prior's own sample, so the behaviour density is the prior's.
+    torch.testing.assert_close(batch.behaviour_log_prob, batch.log_prob, rtol=0, atol=1e-5)
+    _, never = make_agent(env, planner={**planner, "prior_mix": 0.0})
+    batch = collect(never, env, 3)
+    assert not torch.allclose(batch.behaviour_log_prob, batch.log_prob, atol=1e-3)
     env.close()
 
 

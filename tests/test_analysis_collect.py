@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -27,6 +28,7 @@ def _runs(root: Path) -> Path:
         algo="ppo",
         variant="alpha0=0",
         scores={100: {"walker-walk": -5.0, "mw-reach": 90.0}},
+        peak_rss_mib=None,  # as runs from before memory was logged
     )
     synthetic.write_run(
         runs / "m3po" / "x" / "seed3",
@@ -94,8 +96,10 @@ def test_tables_written_as_parquet_and_csv(tmp_path: Path) -> None:
     back = pd.read_parquet(tmp_path / "tables" / "scores.parquet")
     pd.testing.assert_frame_equal(back, got.scores, check_dtype=False)
     assert len(pd.read_csv(tmp_path / "tables" / "excluded.csv")) == 5
-    compute = pd.read_csv(tmp_path / "tables" / "compute.csv")
-    assert compute["peak_memory"].isna().all()  # synthetic runs record no memory
+    compute = pd.read_csv(tmp_path / "tables" / "compute.csv").set_index("seed")
+    assert compute.loc[1, "peak_memory"] == pytest.approx(2.0)  # 2048 MiB
+    assert np.isnan(compute.loc[2, "peak_memory"])  # not recorded
+    assert compute["peak_gpu_memory"].isna().all()  # CPU runs record no GPU memory
 
 
 def test_algo_rule_without_runs_component(tmp_path: Path) -> None:

@@ -178,3 +178,42 @@ def test_shipped_claims_match_the_spec():
     if not spec.exists():
         pytest.skip("the shared spec is not beside this checkout")
     assert DEFAULT_CLAIMS.read_text() == spec.read_text()
+
+
+def test_every_algo_gets_a_stable_colour_and_a_legend_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The suite's algorithms have their fixed colours; any other name gets one of its own, the
+    same every time, never one of the paper's four."""
+    paper = {"m3po": "#d62728", "tdmpc2": "#7b3294", "mt-ppo": "#1f77b4", "mt-sac": "#7f7f7f"}
+    assert {algo: figures.color(algo) for algo in paper} == paper
+    suite = ["m3po", "ppo", "sac", "mt-ppo", "mt-sac", "tdmpc2", "dreamerv3"]
+    assert len({figures.color(a) for a in suite}) == len(suite)
+    assert all(figures.label(a) != a for a in suite)  # display names
+    for name in ("new-algo", "dreamerv3-xl", "x"):
+        assert figures.color(name) == figures.color(name) and figures.color(name) not in paper.values()
+    est = Estimate(np.array([1.0, 2.0]), np.array([0.5, 1.5]), np.array([1.5, 2.5]))
+    algos = {
+        a: AlgoResult(np.array([10, 20]), {"iqm": est}, {}, np.zeros((1, 1)), ["t"], 2)
+        for a in ["m3po", "new-algo"]
+    }
+    spec = report.FIGURES["fig3c"]
+    claims = [{"figure": "fig3c", "values": {"m3po": [1, 2], "tdmpc2": [1, 2]}, "at_steps": 20}]
+    seen: dict[str, list] = {}
+    save = figures._save
+
+    def recording_save(fig, stem):  # noqa: ANN001, ANN202
+        legend = fig.axes[0].get_legend()
+        seen["labels"] = [t.get_text() for t in legend.get_texts()]
+        seen["colors"] = [line.get_color() for line in fig.axes[0].get_lines()[:2]]
+        return save(fig, stem)
+
+    monkeypatch.setattr(figures, "_save", recording_save)
+    fig_paths = figures.plot_curves(FigureResult(algos, {}), spec, "fig3c", claims, tmp_path / "c")
+    assert all(p.stat().st_size > 1000 for p in fig_paths)
+    assert seen["labels"] == [
+        "M3PO (2 seeds)", "new-algo (2 seeds)", "M3PO, paper (mean, range)", "TD-MPC2, paper (mean, range)"
+    ]  # fmt: skip
+    assert seen["colors"] == [figures.color("m3po"), figures.color("new-algo")]
+    marks = figures._paper_marks(claims, "fig3c")
+    assert [m[2:] for m in marks] == [(1.5, 1.0, 2.0), (1.5, 1.0, 2.0)]  # a range: middle and ends

@@ -24,18 +24,28 @@ def test_hand_computed_interval(name: str) -> None:
     assert (float(ref.point), float(ref.low), float(ref.high)) == pytest.approx((15.0, 5.0, 25.0))
 
 
-def test_every_resample_matches_rliable_metrics() -> None:
-    """The vectorised metrics equal rliable's functions on the same explicit resamples."""
+@pytest.mark.parametrize(
+    ("runs", "tasks", "ties", "window_sd"),
+    [(5, 7, False, None), (5, 40, False, None), (3, 9, True, None), (2, 2, False, None), (5, 40, True, 0.5)],
+)
+def test_every_resample_matches_rliable_metrics(
+    runs: int, tasks: int, ties: bool, window_sd: float | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The vectorised metrics equal rliable's functions on the same explicit resamples, at every
+    step; with narrow IQM windows most resamples take the all-positions path, with the same result."""
+    if window_sd is not None:
+        monkeypatch.setattr(stats, "_WINDOW_SD", window_sd)
     rng = np.random.default_rng(3)
-    values = rng.normal(50, 20, size=(5, 7))
-    indices = rng.integers(0, 5, size=(30, 5, 7))
-    counts = stats.counts_from_indices(indices, 5)
-    blocks = [np.ascontiguousarray(counts.reshape(30, -1).T)]
-    boot = stats._step_bootstrap(values, counts, blocks, 60.0, stats.METRICS)
+    values = rng.normal(50, 20, size=(runs, tasks, 3))
+    if ties:  # success rates come in steps of 10 %: many equal scores
+        values = np.round(values / 10) * 10
+    indices = rng.integers(0, runs, size=(runs, tasks, 40))
+    boot = stats._bootstrap(values, stats.counts_from_indices(indices, runs), 60.0, stats.METRICS, 2)
     for name in stats.METRICS:
         metric = stats.rliable_metric(name, 60.0)
-        expected = [metric(values[indices[b], np.arange(7)]) for b in range(30)]
-        np.testing.assert_allclose(boot[name], expected, rtol=1e-5, atol=1e-3, err_msg=name)
+        for step in range(3):
+            expected = [metric(values[indices[:, :, b], np.arange(tasks), step]) for b in range(40)]
+            np.testing.assert_allclose(boot[name][step], expected, rtol=1e-5, atol=1e-3, err_msg=name)
 
 
 def test_curves_agree_with_rliable() -> None:
@@ -51,7 +61,7 @@ def test_curves_agree_with_rliable() -> None:
         np.testing.assert_allclose(fast[name].high, ref[name].high, atol=0.2 * width.max(), err_msg=name)
 
 
-def test_reruns_give_identical_intervals() -> None:
+def test_reruns_give_identical_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
     scores = np.random.default_rng(5).uniform(0, 10, size=(3, 4, 3))
     a = stats.interval_estimates(scores, reps=500, seed=7, gamma=10.0)
     b = stats.interval_estimates(scores, reps=500, seed=7, gamma=10.0, workers=2)
@@ -60,6 +70,14 @@ def test_reruns_give_identical_intervals() -> None:
         np.testing.assert_array_equal(a[name].low, b[name].low)
         np.testing.assert_array_equal(a[name].high, b[name].high)
     assert not np.array_equal(a["mean"].low, c["mean"].low)
+    long = np.random.default_rng(6).uniform(0, 10, size=(3, 4, 40))  # more steps than one product holds
+    whole = stats.interval_estimates(long, reps=200, seed=7, gamma=10.0)
+    monkeypatch.setattr(stats, "_STEPS_PER_PRODUCT", 1)
+    stepwise = stats.interval_estimates(long, reps=200, seed=7, gamma=10.0)
+    for name in stats.METRICS:
+        # equal up to float32 summation order (a product's shape may change BLAS's blocking)
+        np.testing.assert_allclose(whole[name].low, stepwise[name].low, rtol=1e-6)
+        np.testing.assert_allclose(whole[name].high, stepwise[name].high, rtol=1e-6)
     np.random.seed(123)  # the rliable path must not depend on, nor disturb, the global generator
     before = np.random.get_state()[1].copy()
     r1 = stats.interval_estimates_rliable(scores, reps=100, seed=7, gamma=10.0, names=["iqm"])

@@ -72,19 +72,28 @@ def _status(workdir: Path, run: str) -> dict:
     return json.loads((workdir / run / "status.json").read_text())
 
 
-@pytest.mark.slow
-def test_smoke_runs_end_to_end_and_resumes_without_redoing_finished_runs(tmp_path):
+def interrupted_smoke_run(workdir: Path) -> tuple[list[str], dict[str, list]]:
+    """The smoke profile run locally in ``workdir``, first in part, then to the end: (the runs of the
+    first part, their attempts before the second). The ``smoke_run`` fixture (conftest.py) runs it
+    once per session: tests/test_slurm.py compares its SLURM run with it."""
     runs = expected_runs("smoke")
     first = sorted(runs["fig3a"] | runs["fig3b"])
     # An interrupted workflow: only some runs got done.
-    done = snakemake(tmp_path, "--cores", "2", *[f"{r}.done" for r in first])
+    done = snakemake(workdir, "--cores", "2", *[f"{r}.done" for r in first])
     assert done.returncode == 0, done.stderr[-3000:]
-    attempts = {r: _status(tmp_path, r)["attempts"] for r in first}
+    attempts = {r: _status(workdir, r)["attempts"] for r in first}
     # ... and one was killed between finishing and writing its marker.
-    (tmp_path / f"{first[0]}.done").unlink()
+    (workdir / f"{first[0]}.done").unlink()
 
-    done = snakemake(tmp_path, "--cores", "2", "figures")
+    done = snakemake(workdir, "--cores", "2", "figures")
     assert done.returncode == 0, done.stderr[-3000:]
+    return first, attempts
+
+
+@pytest.mark.slow
+def test_smoke_runs_end_to_end_and_resumes_without_redoing_finished_runs(smoke_run):
+    tmp_path, first, attempts = smoke_run
+    runs = expected_runs("smoke")
     for r in first:
         assert _status(tmp_path, r)["attempts"] == attempts[r], f"{r} was trained again"
     assert (

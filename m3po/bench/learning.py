@@ -4,8 +4,11 @@ Trains M3PO on cartpole-swingup, reacher-easy and walker-stand, 3 seeds each, 10
 separate ``m3po train`` processes (``--jobs`` at a time, one torch thread each), and prints one JSON
 line: the mean final evaluation score per task with its per-seed values, and the share of clipped
 PPO ratios in the last iteration. ``--alpha0-zero`` adds the same runs without the exploration bonus.
-Runs live in ``results/bench/learning/{variant}/{task}/seed{seed}``; a finished run is read, not
-retrained, so an interrupted benchmark continues where it stopped.
+``--set KEY=VALUE`` (repeatable) trains a variant of the default config, stored under ``--name``;
+``--tasks`` picks a subset of the tasks (screening); ``--algo`` trains another registered algorithm on
+the same bar (e.g. ``ppo``, stable-baselines3's, for the README's side-by-side table).
+Runs live in ``results/bench/learning/{name}/{task}/seed{seed}`` (``{name}-alpha0=0`` without the
+bonus); a finished run is read, not retrained, so an interrupted benchmark continues where it stopped.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 TASKS = ("cartpole-swingup", "reacher-easy", "walker-stand")
-VARIANTS = {"default": [], "alpha0=0": ["bonus.alpha0=0.0"]}
+NO_BONUS = ["bonus.alpha0=0.0"]
 
 
 def _run_one(run_dir: Path, task: str, seed: int, steps: int, extra: list[str]) -> None:
@@ -37,7 +40,15 @@ def _run_one(run_dir: Path, task: str, seed: int, steps: int, extra: list[str]) 
 def _summarise(run_dir: Path) -> dict[str, float]:
     evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
     train = [json.loads(line) for line in (run_dir / "train.jsonl").read_text().splitlines()]
-    return {"score": evals[-1]["score"], "clip_fraction_last": train[-1]["ppo/clip_fraction_last_epoch"]}
+    # Share of ratios outside the clip range over every minibatch of the last iteration (M3PO's key, then
+    # stable-baselines3's PPO's); algorithms without a ratio have none.
+    last = train[-1]
+    clip = last.get("ppo/clip_fraction", last.get("train/clip_fraction"))
+    return {"score": evals[-1]["score"], "clip_fraction_last": clip}
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    return None if None in values else round(sum(values) / len(values), 3)
 
 
 def run(
@@ -45,29 +56,39 @@ def run(
     seeds: int = 3,
     jobs: int = 2,
     alpha0_zero: bool = False,
+    tasks: tuple[str, ...] = TASKS,
+    overrides: tuple[str, ...] = (),
+    name: str = "default",
+    algo: str = "m3po",
     root: str = "results/bench/learning",
 ) -> dict[str, Any]:
     """Train (or read) every run, then summarise; see the module docstring."""
-    variants = {k: v for k, v in VARIANTS.items() if k == "default" or alpha0_zero}
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ValueError(f"--set takes KEY=VALUE, got {bad[0]!r}")
+    overrides = (f"algo={algo}", *overrides)
+    variants = {name: list(overrides)}
+    if alpha0_zero:
+        variants[f"{name}-alpha0=0" if name != "default" else "alpha0=0"] = [*overrides, *NO_BONUS]
     plan = [
         (Path(root) / variant / task / f"seed{seed}", task, seed, extra)
         for variant, extra in variants.items()
-        for task in TASKS
+        for task in tasks
         for seed in range(1, seeds + 1)
     ]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for future in [pool.submit(_run_one, d, t, s, steps, e) for d, t, s, e in plan]:
             future.result()
-    figures: dict[str, Any] = {"steps": steps, "seeds": seeds, "preset": "cpu"}
+    figures: dict[str, Any] = {"steps": steps, "seeds": seeds, "preset": "cpu", "overrides": list(overrides)}
     for variant in variants:
         per_task = {}
-        for task in TASKS:
+        for task in tasks:
             results = [_summarise(Path(root) / variant / task / f"seed{s}") for s in range(1, seeds + 1)]
             scores = [round(r["score"], 1) for r in results]
             per_task[task] = {
                 "mean": round(sum(scores) / len(scores), 1),
                 "seeds": scores,
-                "clip_fraction_last": round(sum(r["clip_fraction_last"] for r in results) / len(results), 3),
+                "clip_fraction_last": _mean_or_none([r["clip_fraction_last"] for r in results]),
             }
         figures[variant] = per_task
     return figures

@@ -23,7 +23,6 @@ from analysis.aggregate import FIGURES, REFERENCE_ALGO, aggregate_figure, final_
 from analysis.collect import Collected, collect, write_tables
 
 TABLE_NAMES = ("scores", "excluded", "compute")
-SWEEPS = {"alpha0": r"$\alpha_0$", "horizon": "planning horizon H", "num_envs": "envs"}  # report.build's
 
 
 def _relabel(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -97,12 +96,12 @@ def figure_step(smk: Any) -> None:
     else:
         runs = payload["runs"]
         ours = runs[runs["algo"] == REFERENCE_ALGO]
-        for key, xlabel in SWEEPS.items():
+        for key, (title, xlabel) in figures.ABLATIONS.items():
             if not ours["variant"].str.startswith(f"{key}=").any():
                 continue
             shown = ours[(ours["variant"] == "default") | ours["variant"].str.startswith(f"{key}=")]
             written += figures.plot_sweep(
-                shown, key, [REFERENCE_ALGO], out / f"ablation-{key}", f"ablation: {key}", xlabel,
+                shown, key, [REFERENCE_ALGO], out / f"ablation-{key}", title, xlabel,
                 log2=key == "num_envs",
             )  # fmt: skip
     missing = sorted(set(map(str, smk.output)) - set(map(str, written)))
