@@ -116,7 +116,9 @@ class RecordCheckpointCallback(CheckpointCallback):
         super().__init__(keep_last=keep_last, memmap_buffer=memmap_buffer)
         self._run = _RUNS[run_id]
 
-    def on_checkpoint_coupled(self, fabric: Any, ckpt_path: str, state: dict[str, Any], replay_buffer=None):
+    def on_checkpoint_coupled(
+        self, fabric: Any, ckpt_path: str, state: dict[str, Any], replay_buffer: Any = None
+    ) -> None:
         super().on_checkpoint_coupled(fabric, ckpt_path, state, replay_buffer)
         self._run.on_checkpoint(fabric, ckpt_path, state)
 
@@ -214,7 +216,7 @@ class DreamerV3Run:
         composed.fabric.callbacks = [
             {"_target_": f"{__name__}.RecordCheckpointCallback", "run_id": run_id, "keep_last": 2}
         ]
-        composed.fabric.accelerator = "cuda" if self.device.type == "cuda" else "cpu"
+        composed.fabric.accelerator, composed.fabric.devices = self._fabric_device()
         composed.algo.total_steps = cfg.steps
         # sheeprl's own log directory is the logger's (RecordLogger.log_dir); these only name it.
         composed.root_dir = composed.log_root = str(self.sheeprl_dir)
@@ -246,11 +248,11 @@ class DreamerV3Run:
         try:
             with record.guard(lambda: self.state):
                 self._sheeprl_cfg = self.sheeprl_config(run_id, resume_from)
+                check_configs(self._sheeprl_cfg)
                 if self.state.step == 0 and not record.eval_log.rows:
                     self._evaluate(None)
                 self._open_window()
                 self._bar = self._progress_bar()
-                check_configs(self._sheeprl_cfg)
                 run_algorithm(self._sheeprl_cfg)
                 self.flush_metrics()
                 if self.state.step < cfg.steps:
@@ -334,10 +336,17 @@ class DreamerV3Run:
         self._open_window()
 
     # ----------------------------------------------------------------------------- evaluation
+    def _fabric_device(self) -> tuple[str, Any]:
+        """Fabric's ``accelerator`` and ``devices`` for the run's device (``cuda:N`` is the list ``[N]``)."""
+        if self.device.type == "cuda":
+            return "cuda", [self.device.index] if self.device.index is not None else 1
+        return "cpu", 1
+
     def _fabric(self) -> Any:
         from lightning import Fabric
 
-        return Fabric(accelerator=self._sheeprl_cfg.fabric.accelerator, devices=1, precision="32-true")
+        accelerator, devices = self._fabric_device()
+        return Fabric(accelerator=accelerator, devices=devices, precision="32-true")
 
     def _obs_space(self) -> Any:
         import gymnasium as gym
