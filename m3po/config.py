@@ -55,7 +55,7 @@ class ModelConfig:
     vmin: float = -10.0  # lowest two-hot bin, symlog space
     vmax: float = 10.0  # highest two-hot bin, symlog space
     log_std_min: float = -5.0  # floor of the prior's log sigma (issue 8: a higher floor is an option)
-    log_std_max: float = 2.0  # ceiling of the prior's log sigma
+    log_std_max: float = 0.5  # ceiling of the prior's log sigma (TD-MPC2: 2; lower: see docs/m3po.md)
     init_log_std: float = 0.0  # the prior's log sigma at initialisation (stable-baselines3's PPO: 0)
     obs_norm: bool = False  # standardise observations by running per-task statistics (as SB3's VecNormalize)
 
