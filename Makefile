@@ -16,11 +16,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Everything but the SLURM cluster tests (they need root and Debian's slurm-wlm and munge, and take
+# longer than the rest together); CI runs both.
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slurm"
 
 # Only the workflow on a one-node SLURM cluster (root; Debian's slurm-wlm and munge: .ci/run
-# installs them). A few minutes.
+# installs them). About 10-15 minutes on 2 cores.
 test-slurm: $(STAMP)
 	$(PY) -m pytest -m slurm tests/test_slurm.py
 
