@@ -420,3 +420,41 @@ def evaluate(
             }
         )
     return rows
+
+
+def evaluate_planning_agent(
+    agent: Any, tasks: Sequence[str], seed: int, step: int, episodes: int, plan: bool, device: torch.device
+) -> list[dict[str, Any]]:
+    """:func:`evaluate` for an agent with ``act(obs, task_ids, eval_mode, plan)`` and a planner warm start
+    (M3PO, TD-MPC2): every evaluation round starts without a warm start, and training's is kept aside.
+
+    :param agent: the agent (``act`` returns an object with ``action``; ``swap_warm_start`` as M3PO's)
+    :param plan: act with the planner (False: the prior's mode alone)
+    :return: the evaluation rows, as :func:`evaluate`'s
+    """
+
+    def policy(obs: np.ndarray, task_ids: np.ndarray) -> np.ndarray:
+        obs_t, task_t = torch.as_tensor(obs, device=device), torch.as_tensor(task_ids, device=device)
+        return agent.act(obs_t, task_t, eval_mode=True, plan=plan).action.cpu().numpy()
+
+    saved_plan = agent.swap_warm_start(None)
+    try:
+        return evaluate(
+            policy, tasks, seed, step, episodes, on_round_start=lambda: agent.swap_warm_start(None)
+        )
+    finally:
+        agent.swap_warm_start(saved_plan)
+
+
+def progress_bar(enabled: bool, total: int, initial: int, desc: str) -> Any:
+    """A tqdm bar on stderr (None when disabled)."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", desc=desc, dynamic_ncols=True)
+
+
+def format_score(value: float | None) -> str:
+    """A score for the progress bar ('-' before the first evaluation)."""
+    return "-" if value is None else f"{value:.1f}"

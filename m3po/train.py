@@ -26,8 +26,10 @@ from m3po.runs import (
     RunRecord,
     TrainState,
     episode_seed,
-    evaluate,
+    evaluate_planning_agent,
+    format_score,
     peak_memory_mib,
+    progress_bar,
     resolve_device,
     set_torch_rng_state,
     torch_rng_state,
@@ -90,7 +92,7 @@ class Trainer:
         obs_np, _ = env.reset(seed=episode_seed(cfg.seed, state.step))
         obs = torch.as_tensor(obs_np, device=device)
         agent.reset_warm_start(torch.ones(env.num_envs, dtype=torch.bool, device=device))
-        bar = self._progress_bar(state.step)
+        bar = progress_bar(self.progress, self.cfg.steps, state.step, f"m3po {self.cfg.task}")
         attempt_start = time.perf_counter()
         last_eval = record.last_score()
         try:
@@ -115,7 +117,7 @@ class Trainer:
                     record.log_train({"step": state.step, "iteration": state.iteration}, stats)
                     if bar is not None:
                         bar.update(batch.rewards.numel())
-                        bar.set_postfix(sps=f"{stats['time/sps']:.0f}", eval=_fmt(last_eval))
+                        bar.set_postfix(sps=f"{stats['time/sps']:.0f}", eval=format_score(last_eval))
                     # Evaluate before checkpointing, so a resume never evaluates the same step twice.
                     if state.step >= state.next_eval or state.step >= cfg.steps:
                         last_eval = self._evaluate(agent, env, state)
@@ -189,51 +191,12 @@ class Trainer:
         return batch, obs, {k: float(np.mean(v)) for k, v in plan_stats.items()}
 
     def _evaluate(self, agent: M3POAgent, train_env: VecEnv, state: TrainState) -> float | None:
-        """The shared protocol (:func:`m3po.runs.evaluate`), planner in eval mode (no exec noise).
-
-        Returns the mean score over tasks (None when ``eval_episodes`` is 0).
-        """
-        cfg, device = self.cfg, self.device
-
-        def policy(obs: np.ndarray, task_ids: np.ndarray) -> np.ndarray:
-            out = agent.act(
-                torch.as_tensor(obs, device=device),
-                torch.as_tensor(task_ids, device=device),
-                eval_mode=True,
-                plan=cfg.eval_planner,
-            )
-            return out.action.cpu().numpy()
-
-        saved_plan = agent.swap_warm_start(None)
-        try:
-            rows = evaluate(
-                policy,
-                train_env.tasks,
-                cfg.seed,
-                state.step,
-                cfg.eval_episodes,
-                on_round_start=lambda: agent.swap_warm_start(None),
-            )
-        finally:
-            agent.swap_warm_start(saved_plan)
-        return self.record.log_eval(rows)
-
-    def _progress_bar(self, initial: int):
-        if not self.progress:
-            return None
-        from tqdm import tqdm
-
-        return tqdm(
-            total=self.cfg.steps,
-            initial=initial,
-            unit="step",
-            desc=f"m3po {self.cfg.task}",
-            dynamic_ncols=True,
+        """The shared protocol, planner in evaluation mode; returns the mean score over tasks."""
+        cfg = self.cfg
+        rows = evaluate_planning_agent(
+            agent, train_env.tasks, cfg.seed, state.step, cfg.eval_episodes, cfg.eval_planner, self.device
         )
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+        return self.record.log_eval(rows)
 
 
 def train(

@@ -31,8 +31,10 @@ from m3po.runs import (
     MetricsCallback,
     RunRecord,
     episode_seed,
-    evaluate,
+    evaluate_planning_agent,
+    format_score,
     peak_memory_mib,
+    progress_bar,
     resolve_device,
     set_torch_rng_state,
     torch_rng_state,
@@ -121,7 +123,7 @@ class TDMPC2Trainer:
         obs = torch.as_tensor(env.reset(seed=episode_seed(cfg.seed, state.step))[0])
         buffer.start(everyone, obs)
         agent.reset_warm_start(torch.ones(E, dtype=torch.bool))
-        bar = self._progress_bar(state.step)
+        bar = progress_bar(self.progress, self.cfg.steps, state.step, f"tdmpc2 {self.cfg.task}")
         attempt_start = time.perf_counter()
         last_eval = record.last_score()
         window: dict[str, list[float]] = {}
@@ -169,7 +171,7 @@ class TDMPC2Trainer:
                         metrics.update(peak_memory_mib(device))
                         record.log_train({"step": state.step, "updates": state.updates}, metrics)
                         if bar is not None:
-                            bar.set_postfix(sps=f"{metrics['time/sps']:.0f}", eval=_fmt(last_eval))
+                            bar.set_postfix(sps=f"{metrics['time/sps']:.0f}", eval=format_score(last_eval))
                         window, window_start, window_step = {}, now, state.step
                     # Evaluate before checkpointing, so a resume never evaluates the same step twice.
                     if state.step >= state.next_eval or state.step >= cfg.steps:
@@ -226,47 +228,11 @@ class TDMPC2Trainer:
 
     def _evaluate(self, agent: TDMPC2Agent, train_env: VecEnv, state: TDMPC2State) -> float | None:
         """The shared protocol, planner in evaluation mode; returns the mean score over tasks."""
-        cfg, device = self.cfg, self.device
-
-        def policy(obs: np.ndarray, task_ids: np.ndarray) -> np.ndarray:
-            out = agent.act(
-                torch.as_tensor(obs, device=device),
-                torch.as_tensor(task_ids, device=device),
-                eval_mode=True,
-                plan=cfg.eval_planner,
-            )
-            return out.action.cpu().numpy()
-
-        saved_plan = agent.swap_warm_start(None)
-        try:
-            rows = evaluate(
-                policy,
-                train_env.tasks,
-                cfg.seed,
-                state.step,
-                cfg.eval_episodes,
-                on_round_start=lambda: agent.swap_warm_start(None),
-            )
-        finally:
-            agent.swap_warm_start(saved_plan)
-        return self.record.log_eval(rows)
-
-    def _progress_bar(self, initial: int):
-        if not self.progress:
-            return None
-        from tqdm import tqdm
-
-        return tqdm(
-            total=self.cfg.steps,
-            initial=initial,
-            unit="step",
-            desc=f"tdmpc2 {self.cfg.task}",
-            dynamic_ncols=True,
+        cfg = self.cfg
+        rows = evaluate_planning_agent(
+            agent, train_env.tasks, cfg.seed, state.step, cfg.eval_episodes, cfg.eval_planner, self.device
         )
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+        return self.record.log_eval(rows)
 
 
 def train(
