@@ -46,7 +46,7 @@ class ActOutput:
     :param log_prob: (E,) the prior's log-density of the action, log pi_old(a|s)
     :param behaviour_log_prob: (E,) log-density of the distribution the action was really drawn from
         (the planner's moment-matched Gaussian, mixed with the prior when ``planner.prior_mix`` > 0;
-        the prior's when acting without the planner)
+        the prior's when acting without the planner or in evaluation)
     :param value: (E,) V(s) at the decision
     :param stats: planner diagnostics
     """
@@ -164,18 +164,17 @@ class M3POAgent:
                 use_prior = torch.rand(z.shape[0], generator=self.generator, device=z.device) < mix
                 action = torch.where(use_prior[:, None], dist.sample(self.generator), action)
                 stats["prior_mix_share"] = use_prior.float().mean().item()
-            behaviour_log_prob = self._planner_log_prob(plan_out, action, mask)
+            log_prob = dist.log_prob(action)
+            # Evaluation stores nothing, so only training pays for the behaviour density.
+            behaviour_log_prob = log_prob if eval_mode else self._planner_log_prob(plan_out, action, mask)
             if mix > 0:  # the executed action's density is the mixture's
                 behaviour_log_prob = torch.logaddexp(
-                    math.log(mix) + dist.log_prob(action),
+                    math.log(mix) + log_prob,
                     (math.log1p(-mix) if mix < 1 else -math.inf) + behaviour_log_prob,
                 )
         else:
             action = dist.mode() if eval_mode else dist.sample(self.generator)
-            behaviour_log_prob = None
-        log_prob = dist.log_prob(action)
-        if behaviour_log_prob is None:
-            behaviour_log_prob = log_prob
+            log_prob = behaviour_log_prob = dist.log_prob(action)
         return ActOutput(action, log_prob, behaviour_log_prob, self.model.V(z, task).squeeze(-1), stats)
 
     def _planner_log_prob(self, plan_out, action: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
