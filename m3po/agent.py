@@ -111,9 +111,13 @@ class M3POAgent:
         self._model_params = [p for p in self.model.parameters() if id(p) not in actor_ids]
         encoder = list(self.model._encoder.parameters())
         encoder_ids = {id(p) for p in encoder}
-        rest = [p for p in self.model.parameters() if id(p) not in encoder_ids]
+        rest = [p for p in self._model_params if id(p) not in encoder_ids]
         self.optim = torch.optim.Adam(
-            [{"params": encoder, "lr": cfg.ppo.lr * cfg.wm.enc_lr_scale}, {"params": rest, "lr": cfg.ppo.lr}],
+            [
+                {"params": encoder, "lr": cfg.ppo.lr * cfg.wm.enc_lr_scale},
+                {"params": self._actor_params, "lr": cfg.ppo.actor_lr},
+                {"params": rest, "lr": cfg.ppo.lr},
+            ],
             lr=cfg.ppo.lr,
         )
         self.generator = torch.Generator(device=device)
@@ -252,6 +256,8 @@ class M3POAgent:
         returns_flat = returns.reshape(-1, 1)
         windows = self._windows(T, E)
         window_mb = max(1, mb // cfg.wm.horizon)  # an H-step window costs about H transitions
+        actor_steps = 0
+        actor_stopped = False  # target_kl reached: the remaining minibatches train the model only
         for _ in range(cfg.ppo.epochs):
             perm = torch.randperm(n, generator=self.generator, device=self.device)
             window_perm = torch.randperm(len(windows), generator=self.generator, device=self.device)
@@ -267,18 +273,27 @@ class M3POAgent:
                     adv = adv * is_weight[idx]
                 mb_task = None if flat_task is None else flat_task[idx]
                 z_mb = self.model.encode(obs[idx], mb_task)
-                dist = self.model.dist(z_mb, mb_task)
-                log_prob = dist.log_prob(actions[idx])
                 with torch.no_grad():
-                    mb_old_log_prob = old_model.dist(old_model.encode(obs[idx], mb_task), mb_task).log_prob(
-                        actions[idx]
-                    )
+                    z_old_mb = old_model.encode(obs[idx], mb_task)
+                    mb_old_log_prob = old_model.dist(z_old_mb, mb_task).log_prob(actions[idx])
+                # "collected": the encoder keeps learning from the model losses below, but the actor's
+                # input stays what it was at collection, so the ratio moves only with the actor's weights.
+                actor_z = z_old_mb if cfg.ppo.actor_latent == "collected" else z_mb
+                dist = self.model.dist(actor_z, mb_task)
+                log_prob = dist.log_prob(actions[idx])
                 log_ratio = (log_prob - mb_old_log_prob).clamp(
                     -cfg.ppo.log_ratio_clamp, cfg.ppo.log_ratio_clamp
                 )
                 if not logs:
                     first_ratio_error = (log_ratio.exp() - 1).abs().max().item()
                 ratio = log_ratio.exp()
+                if cfg.ppo.target_kl > 0 and logs and not actor_stopped:
+                    with torch.no_grad():
+                        kl = ((ratio - 1) - log_ratio).mean().item()
+                    # stable-baselines3's early stop, checked before the step; only the actor stops, so
+                    # the world model and critic get the same number of steps in every update.
+                    actor_stopped = kl > 1.5 * cfg.ppo.target_kl
+                actor_steps += not actor_stopped
                 clipped = ratio.clamp(1 - cfg.ppo.clip, 1 + cfg.ppo.clip)
                 actor_loss = -torch.min(ratio * adv, clipped * adv).mean()
                 entropy = dist.entropy_estimate(self.generator).mean()
@@ -300,9 +315,9 @@ class M3POAgent:
                 for name, value in losses.items():
                     if not torch.isfinite(value):
                         raise NonFiniteLossError(f"loss {name!r} is {value.item()} at agent step {step}")
+                actor_term = 0.0 if actor_stopped else actor_loss - cfg.ppo.ent_coef * entropy
                 total = (
-                    actor_loss
-                    - cfg.ppo.ent_coef * entropy
+                    actor_term
                     + cfg.ppo.value_coef * value_loss
                     + cfg.wm.consistency_coef * consistency
                     + cfg.wm.reward_coef * reward_loss
@@ -330,6 +345,7 @@ class M3POAgent:
                     }
                 for key, value in stats.items():
                     logs.setdefault(key, []).append(value)
+        out_drift = self._policy_drift(old_model, obs, actions, flat_task)
         if cfg.model.obs_norm:
             # Statistics move only between iterations: collection and update of a batch see the same ones.
             self.model.update_obs_stats(obs, flat_task)
@@ -337,6 +353,8 @@ class M3POAgent:
         out["ppo/clip_fraction_last_epoch"] = logs["ppo/clip_fraction"][-1]
         out["ppo/first_ratio_error"] = first_ratio_error  # max |ratio - 1| before any step: 0 by design
         out.update(weights_stats)
+        out.update(out_drift)
+        out["ppo/actor_steps"] = float(actor_steps)  # minibatch steps the actor took (target_kl stops it)
         out["ppo/behaviour_log_prob_mean"] = batch.behaviour_log_prob.mean().item()
         out.update({f"bonus/{k}": v for k, v in bonus_stats.items()})
         out["bonus/alpha"] = alpha
@@ -347,6 +365,34 @@ class M3POAgent:
         out["adv/mean"] = advantages.mean().item()
         out["adv/std"] = advantages.std().item()
         return out
+
+    @torch.no_grad()
+    def _policy_drift(
+        self, old_model: WorldModel, obs: torch.Tensor, actions: torch.Tensor, task: torch.Tensor | None
+    ) -> dict[str, float]:
+        """How far one update moved the prior at the batch's executed actions, split by cause.
+
+        Approx-KL estimates ``mean((r - 1) - log r)`` over the whole batch (E, as PPO's approx-KL):
+        ``ppo/update_kl`` the whole change (new actor on the new encoder's latent against the policy at
+        collection), ``ppo/update_kl_actor`` the actor's own (both on the collection-time latent) and
+        ``ppo/update_kl_encoder`` the encoder's (the new actor on the new against the old latent).
+        PPO's clip only sees the part its ratio contains.
+        """
+        z_old = old_model.encode(obs, task)
+        z_new = self.model.encode(obs, task)
+        log_prob_collected = old_model.dist(z_old, task).log_prob(actions)
+        log_prob_actor = self.model.dist(z_old, task).log_prob(actions)
+        log_prob_new = self.model.dist(z_new, task).log_prob(actions)
+
+        def approx_kl(log_ratio: torch.Tensor) -> float:
+            log_ratio = log_ratio.clamp(-self.cfg.ppo.log_ratio_clamp, self.cfg.ppo.log_ratio_clamp)
+            return ((log_ratio.exp() - 1) - log_ratio).mean().item()
+
+        return {
+            "ppo/update_kl": approx_kl(log_prob_new - log_prob_collected),
+            "ppo/update_kl_actor": approx_kl(log_prob_actor - log_prob_collected),
+            "ppo/update_kl_encoder": approx_kl(log_prob_new - log_prob_actor),
+        }
 
     def _windows(self, T: int, E: int) -> torch.Tensor:
         """All (start step, env) pairs whose H-step window fits in the batch: (W, 2) int64."""

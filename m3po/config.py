@@ -104,12 +104,15 @@ class PPOConfig:
     ent_coef: float = 0.0  # entropy bonus weight, sample estimate -log pi (choice; SB3's PPO default 0)
     value_coef: float = 0.5  # critic loss weight
     gae_lambda: float = 0.95  # lambda (choice)
-    lr: float = 3e-4  # Adam learning rate of actor, critic and world model
+    lr: float = 3e-4  # Adam learning rate of critic and world model (the encoder's is scaled by wm)
+    actor_lr: float = 3e-4  # Adam learning rate of the policy prior (its steps move the PPO ratio)
     max_grad_norm: float = 0.5  # gradient-norm clip of the policy head (PPO's default)
     normalize_advantage: bool = True  # standardise advantages per minibatch
     log_ratio_clamp: float = 20.0  # clamp of log pi_new - log pi_old before exp (overflow guard)
     behaviour_density: str = "prior"  # prior: pi_old(a|s) as the paper reads | planner: x pi_old/b_planner
     is_clip: float = 1.0  # truncation of the weight pi_old(a|s) / b(a|s) (behaviour_density=planner)
+    target_kl: float = 0.0  # end an update once a minibatch's approx-KL exceeds 1.5x this (0: off; as SB3)
+    actor_latent: str = "live"  # live: the actor reads the encoder as it trains | collected: as at collection
 
 
 @dataclass
@@ -224,6 +227,7 @@ _CHOICES = {
     "bonus.schedule": ("linear", "constant", "cosine"),
     "bonus.scale": ("none", "std"),
     "ppo.behaviour_density": ("prior", "planner"),
+    "ppo.actor_latent": ("live", "collected"),
     "planner.sample_space": ("pretanh", "action"),
 }
 _RUN_NON_NEGATIVE = ("steps", "eval_every", "eval_episodes", "checkpoint_every", "threads", "seed")
@@ -287,6 +291,11 @@ def validate(config: M3POConfig) -> M3POConfig:
         raise ConfigError(f"need 0 < planner.min_std <= planner.max_std, got {p.min_std}, {p.max_std}")
     if not 0.0 <= p.prior_mix <= 1.0:
         raise ConfigError(f"planner.prior_mix is a probability, got {p.prior_mix}")
+    for name in ("ppo.lr", "ppo.actor_lr"):
+        if not _get(config, name) > 0:
+            raise ConfigError(f"{name} must be > 0, got {_get(config, name)}")
+    if config.ppo.target_kl < 0:
+        raise ConfigError(f"ppo.target_kl must be >= 0 (0: no early stop), got {config.ppo.target_kl}")
     if config.ppo.is_clip <= 0:
         raise ConfigError(f"ppo.is_clip must be > 0, got {config.ppo.is_clip}")
     m = config.model

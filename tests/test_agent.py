@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -77,6 +79,8 @@ BEHAVIOUR_OPTIONS = {
         planner={**SMALL["planner"], "sample_space": "action", "prior_centred": False}
     ),
     "planner off": dict(planner={**SMALL["planner"], "enabled": False}),
+    "actor on the collection-time latent": dict(ppo={**SMALL["ppo"], "actor_latent": "collected"}),
+    "target KL": dict(ppo={**SMALL["ppo"], "target_kl": 1e-4}),
 }
 
 
@@ -94,6 +98,39 @@ def test_ppo_ratio_is_exactly_one_before_the_first_update(option):
     torch.testing.assert_close(log_prob, batch.log_prob.reshape(-1), rtol=0, atol=1e-3)
     stats = agent.update(batch, step=15)
     assert stats["ppo/first_ratio_error"] == 0.0
+    env.close()
+
+
+def test_target_kl_stops_the_actor_but_not_the_model():
+    env = make_vec_env("walker-walk", num_envs=2, seed=5)
+    ppo = {**SMALL["ppo"], "epochs": 4, "lr": 1e-3, "actor_lr": 1e-3}
+    steps = {}
+    for target_kl in (0.0, 1e-6):
+        torch.manual_seed(0)
+        _, agent = make_agent(env, ppo={**ppo, "target_kl": target_kl})
+        batch = collect(agent, env, 8)
+        actor_before = [p.clone() for p in agent.model._pi.parameters()]
+        value_before = [p.clone() for p in agent.model._value.parameters()]
+        stats = agent.update(batch, step=16)
+        steps[target_kl] = stats["ppo/actor_steps"]
+        if target_kl:
+            # A KL of 1e-6 is passed at the second minibatch: the actor took one step, then froze.
+            assert steps[target_kl] == 1
+        actor_after, value_after = agent.model._pi.parameters(), agent.model._value.parameters()
+        assert any(not torch.equal(a, b) for a, b in zip(actor_before, actor_after, strict=True))
+        assert any(not torch.equal(a, b) for a, b in zip(value_before, value_after, strict=True))
+    assert steps[0.0] == 4 * (16 // 16)  # epochs x minibatches of 16 transitions: every one
+    env.close()
+
+
+def test_update_kl_splits_into_actor_and_encoder_parts():
+    env = make_vec_env("walker-walk", num_envs=2, seed=6)
+    for latent in ("live", "collected"):
+        _, agent = make_agent(env, ppo={**SMALL["ppo"], "epochs": 3, "actor_latent": latent})
+        stats = agent.update(collect(agent, env, 8), step=16)
+        for key in ("ppo/update_kl", "ppo/update_kl_actor", "ppo/update_kl_encoder"):
+            assert stats[key] >= 0 and math.isfinite(stats[key])
+        assert stats["ppo/update_kl_actor"] > 0 and stats["ppo/update_kl_encoder"] > 0
     env.close()
 
 
