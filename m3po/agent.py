@@ -119,6 +119,7 @@ class M3POAgent:
                 {"params": rest, "lr": cfg.ppo.lr},
             ],
             lr=cfg.ppo.lr,
+            eps=cfg.ppo.adam_eps,
         )
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(cfg.seed)

@@ -64,6 +64,21 @@ def _bench_algos(args: argparse.Namespace) -> dict[str, Any]:
     return algos.run(threads=args.threads, algos=names)
 
 
+def _bench_fidelity(args: argparse.Namespace) -> dict[str, Any]:
+    from m3po.bench import fidelity
+
+    return fidelity.run(
+        steps=args.steps,
+        seeds=args.seeds,
+        jobs=args.jobs,
+        algos=tuple(args.algos.split(",")) if args.algos else fidelity.ALGOS,
+        tasks=tuple(args.tasks.split(",")),
+        compare_only=args.compare_only,
+        overrides=tuple(args.set),
+        name=args.variant_name,
+    )
+
+
 def _bench_dag(args: argparse.Namespace) -> dict[str, Any]:
     from m3po.bench import dag
 
@@ -80,6 +95,7 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "algos": _bench_algos,
     "analysis": _bench_analysis,
     "dag": _bench_dag,
+    "fidelity": _bench_fidelity,
     "learning": _bench_learning,
     "envs": _bench_envs,
     "planner": _bench_planner,
@@ -134,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--variant-name", default="default", help="learning: name of the variant's run folder")
     bench.add_argument("--algo", default="m3po", help="learning: the algorithm to train")
     bench.add_argument("--threads", type=_positive(int), default=1, help="algos: torch threads per run")
-    bench.add_argument("--algos", default="", help="algos: comma list of algorithms (default: all)")
+    bench.add_argument("--algos", default="", help="algos, fidelity: comma list of algorithms (default: all)")
+    bench.add_argument("--compare-only", action="store_true", help="fidelity: no training, compare")
     bench.set_defaults(func=_cmd_bench)
     return parser
 

@@ -106,6 +106,7 @@ class PPOConfig:
     gae_lambda: float = 0.95  # lambda (choice)
     lr: float = 3e-4  # Adam learning rate of critic and world model (the encoder's is scaled by wm)
     actor_lr: float = 3e-4  # Adam learning rate of the policy prior (its steps move the PPO ratio)
+    adam_eps: float = 1e-8  # Adam's epsilon (torch's default; stable-baselines3's PPO uses 1e-5)
     max_grad_norm: float = 0.5  # gradient-norm clip of the policy head (PPO's default)
     normalize_advantage: bool = True  # standardise advantages per minibatch
     log_ratio_clamp: float = 20.0  # clamp of log pi_new - log pi_old before exp (overflow guard)
@@ -291,7 +292,7 @@ def validate(config: M3POConfig) -> M3POConfig:
         raise ConfigError(f"need 0 < planner.min_std <= planner.max_std, got {p.min_std}, {p.max_std}")
     if not 0.0 <= p.prior_mix <= 1.0:
         raise ConfigError(f"planner.prior_mix is a probability, got {p.prior_mix}")
-    for name in ("ppo.lr", "ppo.actor_lr"):
+    for name in ("ppo.lr", "ppo.actor_lr", "ppo.adam_eps"):
         if not _get(config, name) > 0:
             raise ConfigError(f"{name} must be > 0, got {_get(config, name)}")
     if config.ppo.target_kl < 0:
