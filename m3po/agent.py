@@ -373,7 +373,7 @@ class M3POAgent:
     ) -> dict[str, float]:
         """How far one update moved the prior at the batch's executed actions, split by cause.
 
-        Approx-KL estimates ``mean((r - 1) - log r)`` over the whole batch (E, as PPO's approx-KL):
+        Approx-KL estimates ``mean((r - 1) - log r)`` over the whole batch (PPO's approx-KL estimator):
         ``ppo/update_kl`` the whole change (new actor on the new encoder's latent against the policy at
         collection), ``ppo/update_kl_actor`` the actor's own (both on the collection-time latent) and
         ``ppo/update_kl_encoder`` the encoder's (the new actor on the new against the old latent).

@@ -112,7 +112,7 @@ class PPOConfig:
     log_ratio_clamp: float = 20.0  # clamp of log pi_new - log pi_old before exp (overflow guard)
     behaviour_density: str = "prior"  # prior: pi_old(a|s) as the paper reads | planner: x pi_old/b_planner
     is_clip: float = 1.0  # truncation of the weight pi_old(a|s) / b(a|s) (behaviour_density=planner)
-    target_kl: float = 0.0  # end an update once a minibatch's approx-KL exceeds 1.5x this (0: off; as SB3)
+    target_kl: float = 0.0  # the actor stops for the update once approx-KL > 1.5x this (0: off; SB3's rule)
     actor_latent: str = "live"  # live: the actor reads the encoder as it trains | collected: as at collection
 
 
