@@ -31,6 +31,7 @@ import yaml
 
 from m3po.bench.learning import TASKS, _run_one
 from m3po.config import ConfigError
+from m3po.runs import read_jsonl
 
 ALGOS = ("tdmpc2", "sac", "dreamerv3")
 PUBLISHED_STEP = 100_000  # the published curves are evaluated every 100k agent steps
@@ -67,19 +68,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _eval_rows(path: Path) -> list[dict[str, Any]]:
-    """eval.jsonl's rows; unreadable lines (a run killed mid-write) are skipped."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
 def our_seed(run_dir: Path, task: str, step: int = PUBLISHED_STEP) -> dict[str, Any]:
     """One run's score at the first evaluation at or after ``step``, with the run's status.
 
@@ -90,7 +78,7 @@ def our_seed(run_dir: Path, task: str, step: int = PUBLISHED_STEP) -> dict[str, 
     if status is None:
         return {"status": "not run", "score": None, "eval_step": None}
     config = _read_json(run_dir / "config.json") or {}
-    rows = [r for r in _eval_rows(run_dir / "eval.jsonl") if r.get("task", task) == task and "score" in r]
+    rows = [r for r in read_jsonl(run_dir / "eval.jsonl") if r.get("task", task) == task and "score" in r]
     reached = [r for r in rows if r["step"] >= step]
     entry: dict[str, Any] = {"status": status.get("status", "unknown"), "preset": config.get("preset")}
     if reached:
