@@ -106,7 +106,7 @@ class M3POAgent:
         self.model = WorldModel(cfg.model, obs_dim, act_dim, task_action_mask).to(device)
         self.task_discount = task_discount.to(device, torch.float32)
         self.planner = MPPIPlanner(cfg.planner, act_dim, device)
-        self._actor_params = list(self.model._pi.parameters())
+        self._actor_params = self.model.actor_parameters()
         actor_ids = {id(p) for p in self._actor_params}
         self._model_params = [p for p in self.model.parameters() if id(p) not in actor_ids]
         encoder = list(self.model._encoder.parameters())
@@ -297,6 +297,9 @@ class M3POAgent:
                 actor_steps += not actor_stopped
                 clipped = ratio.clamp(1 - cfg.ppo.clip, 1 + cfg.ppo.clip)
                 actor_loss = -torch.min(ratio * adv, clipped * adv).mean()
+                # The spec's explicit pull toward the planner: maximum likelihood of the executed actions.
+                # For prior samples its expected gradient is zero, so only what the planner changed pulls.
+                distill = -log_prob.mean()
                 entropy = dist.entropy_estimate(self.generator).mean()
                 value_loss = self.model.twohot.loss(
                     self.model.value_logits(z_mb, mb_task), returns_flat[idx]
@@ -312,11 +315,16 @@ class M3POAgent:
                     "consistency": consistency,
                     "reward": reward_loss,
                     "entropy": entropy,
+                    "distill": distill,
                 }
                 for name, value in losses.items():
                     if not torch.isfinite(value):
                         raise NonFiniteLossError(f"loss {name!r} is {value.item()} at agent step {step}")
-                actor_term = 0.0 if actor_stopped else actor_loss - cfg.ppo.ent_coef * entropy
+                actor_term = (
+                    0.0
+                    if actor_stopped
+                    else actor_loss - cfg.ppo.ent_coef * entropy + cfg.ppo.distill_coef * distill
+                )
                 total = (
                     actor_term
                     + cfg.ppo.value_coef * value_loss

@@ -58,6 +58,7 @@ class ModelConfig:
     log_std_max: float = 0.5  # ceiling of the prior's log sigma (TD-MPC2: 2; lower: see docs/m3po.md)
     init_log_std: float = 0.0  # the prior's log sigma at initialisation (stable-baselines3's PPO: 0)
     obs_norm: bool = False  # standardise observations by running per-task statistics (as SB3's VecNormalize)
+    policy_std: str = "state"  # state: log sigma is an actor output (TD-MPC2) | param: per task and dim (SB3)
 
 
 @dataclass
@@ -114,6 +115,7 @@ class PPOConfig:
     is_clip: float = 1.0  # truncation of the weight pi_old(a|s) / b(a|s) (behaviour_density=planner)
     target_kl: float = 0.0  # the actor stops for the update once approx-KL > 1.5x this (0: off; SB3's rule)
     actor_latent: str = "live"  # live: the actor reads the encoder as it trains | collected: as at collection
+    distill_coef: float = 0.0  # weight of -log pi(a_exec|s): pulls the prior toward the planner's actions
 
 
 @dataclass
@@ -229,10 +231,11 @@ _CHOICES = {
     "bonus.scale": ("none", "std"),
     "ppo.behaviour_density": ("prior", "planner"),
     "ppo.actor_latent": ("live", "collected"),
+    "model.policy_std": ("state", "param"),
     "planner.sample_space": ("pretanh", "action"),
 }
 _RUN_NON_NEGATIVE = ("steps", "eval_every", "eval_episodes", "checkpoint_every", "threads", "seed")
-_NON_NEGATIVE = ("bonus.alpha0",)
+_NON_NEGATIVE = ("bonus.alpha0", "ppo.distill_coef")
 _POSITIVE = (
     "ppo.rollout_len", "ppo.epochs", "ppo.minibatch_size", "planner.horizon",
     "planner.iterations", "planner.num_samples", "planner.num_elites", "model.latent_dim",

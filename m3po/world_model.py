@@ -51,17 +51,31 @@ class WorldModel(nn.Module):
         self._dynamics = mlp(latent + act_dim + task_dim, hidden, latent, out_act=SimNorm(cfg.simnorm_dim))
         self._reward = zero_(mlp(latent + act_dim + task_dim, hidden, cfg.num_bins))
         self._value = zero_(mlp(latent + task_dim, hidden, cfg.num_bins))
-        self._pi = mlp(latent + task_dim, hidden, 2 * act_dim)
+        # policy_std="param": the actor outputs only the mean, and log sigma is a free parameter per task
+        # and action dim (stable-baselines3's PPO), so it cannot swing with the input.
+        state_std = cfg.policy_std == "state"
+        self._pi = mlp(latent + task_dim, hidden, (2 if state_std else 1) * act_dim)
+        self._pi_log_std = None if state_std else nn.Parameter(torch.zeros(self.n_tasks, act_dim))
         self._init_log_std(cfg.init_log_std)
         self.twohot = TwoHot(cfg.num_bins, cfg.vmin, cfg.vmax)
 
     def _init_log_std(self, log_std: float) -> None:
-        """Start the prior at ``log_std`` everywhere: zero the log-sigma weights, set their bias."""
-        last = self._pi[-1]
+        """Start the prior at ``log_std`` everywhere: zero the log-sigma weights, set their bias (or the
+        free parameter) to the raw value that the squash into [log_std_min, log_std_max] maps to it."""
         lo, hi = self.cfg.log_std_min, self.cfg.log_std_max
+        raw = math.atanh(2 * (log_std - lo) / (hi - lo) - 1)
         with torch.no_grad():
+            if self._pi_log_std is not None:
+                self._pi_log_std.fill_(raw)
+                return
+            last = self._pi[-1]
             last.weight[self.act_dim :].zero_()
-            last.bias[self.act_dim :].fill_(math.atanh(2 * (log_std - lo) / (hi - lo) - 1))
+            last.bias[self.act_dim :].fill_(raw)
+
+    def actor_parameters(self) -> list[nn.Parameter]:
+        """The policy prior's parameters (PPO's actor): its MLP, and the free log sigma if there is one."""
+        extra = [] if self._pi_log_std is None else [self._pi_log_std]
+        return [*self._pi.parameters(), *extra]
 
     def _with_task(self, x: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
         if self._task_emb is None:
@@ -127,7 +141,13 @@ class WorldModel(nn.Module):
 
     def dist(self, z: torch.Tensor, task: torch.Tensor | None) -> TanhGaussian:
         """The policy prior at latents ``z`` (detached: the actor does not shape the latent)."""
-        mu, raw_log_std = self._pi(self._with_task(z.detach(), task)).chunk(2, dim=-1)
+        out = self._pi(self._with_task(z.detach(), task))
+        if self._pi_log_std is None:
+            mu, raw_log_std = out.chunk(2, dim=-1)
+        else:
+            mu = out
+            rows = torch.zeros(z.shape[0], dtype=torch.long, device=z.device) if task is None else task
+            raw_log_std = self._pi_log_std[rows]
         lo, hi = self.cfg.log_std_min, self.cfg.log_std_max
         log_std = lo + 0.5 * (hi - lo) * (torch.tanh(raw_log_std) + 1)
         return TanhGaussian(mu, log_std, self.action_mask(task, z.shape[0]))

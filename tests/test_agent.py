@@ -81,6 +81,8 @@ BEHAVIOUR_OPTIONS = {
     "planner off": dict(planner={**SMALL["planner"], "enabled": False}),
     "actor on the collection-time latent": dict(ppo={**SMALL["ppo"], "actor_latent": "collected"}),
     "target KL": dict(ppo={**SMALL["ppo"], "target_kl": 1e-4}),
+    "state-independent sigma": dict(model={**SMALL["model"], "policy_std": "param"}),
+    "distillation toward the planner": dict(ppo={**SMALL["ppo"], "distill_coef": 0.5}),
 }
 
 
@@ -167,3 +169,46 @@ def test_same_seed_same_actions():
         actions.append(collect(agent, env, 4).actions)
         env.close()
     torch.testing.assert_close(actions[0], actions[1], rtol=0, atol=0)
+
+
+def test_state_independent_sigma_is_one_learned_value_per_task_and_dim():
+    env = make_vec_env(["cartpole-swingup", "cheetah-run"], num_envs=4, seed=7)
+    _, agent = make_agent(
+        env, model={**SMALL["model"], "policy_std": "param"}, ppo={**SMALL["ppo"], "lr": 1e-2, "actor_lr": 1e-2}
+    )
+    model = agent.model
+    assert model._pi_log_std is not None and any(p is model._pi_log_std for p in agent._actor_params)
+    obs, task = torch.randn(6, env.obs_dim), torch.tensor([0, 0, 0, 1, 1, 1])
+    z = model.encode(obs, task)
+    log_std = model.dist(z, task).log_std
+    # Different states of one task share sigma; it starts at init_log_std (0) on the real dims.
+    torch.testing.assert_close(log_std[:3], log_std[:1].expand(3, -1))
+    torch.testing.assert_close(log_std[3:], log_std[3:4].expand(3, -1))
+    assert torch.allclose(log_std[3], torch.zeros(env.act_dim), atol=1e-6)
+    before = model._pi_log_std.detach().clone()
+    agent.update(collect(agent, env, 8), step=32)
+    assert not torch.equal(before, model._pi_log_std)  # the actor's optimizer trains it
+    env.close()
+
+
+def test_distillation_pulls_the_prior_toward_the_executed_actions():
+    env = make_vec_env("walker-walk", num_envs=2, seed=8)
+    torch.manual_seed(0)
+    ppo = {**SMALL["ppo"], "epochs": 8, "actor_lr": 1e-3}
+    gains = {}
+    for coef in (0.0, 5.0):
+        torch.manual_seed(0)
+        _, agent = make_agent(env, ppo={**ppo, "distill_coef": coef})
+        batch = collect(agent, env, 8)
+        # Executed actions far from the prior: only the pull (not PPO's clipped ratio) can follow them.
+        batch.actions = torch.full_like(batch.actions, 0.9)
+        obs, actions = batch.obs.reshape(-1, env.obs_dim), batch.actions.reshape(-1, env.act_dim)
+        with torch.no_grad():
+            before = agent.model.dist(agent.model.encode(obs, None), None).log_prob(actions).mean()
+        stats = agent.update(batch, step=16)
+        with torch.no_grad():
+            after = agent.model.dist(agent.model.encode(obs, None), None).log_prob(actions).mean()
+        gains[coef] = (after - before).item()
+        assert math.isfinite(stats["loss/distill"])
+    assert gains[5.0] > gains[0.0] + 1.0
+    env.close()
