@@ -173,9 +173,8 @@ def test_same_seed_same_actions():
 
 def test_state_independent_sigma_is_one_learned_value_per_task_and_dim():
     env = make_vec_env(["cartpole-swingup", "cheetah-run"], num_envs=4, seed=7)
-    _, agent = make_agent(
-        env, model={**SMALL["model"], "policy_std": "param"}, ppo={**SMALL["ppo"], "lr": 1e-2, "actor_lr": 1e-2}
-    )
+    model_cfg = {**SMALL["model"], "policy_std": "param"}
+    _, agent = make_agent(env, model=model_cfg, ppo={**SMALL["ppo"], "lr": 1e-2, "actor_lr": 1e-2})
     model = agent.model
     assert model._pi_log_std is not None and any(p is model._pi_log_std for p in agent._actor_params)
     obs, task = torch.randn(6, env.obs_dim), torch.tensor([0, 0, 0, 1, 1, 1])
