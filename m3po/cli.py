@@ -79,6 +79,13 @@ def _bench_fidelity(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def _bench_eval_rules(args: argparse.Namespace) -> dict[str, Any]:
+    from m3po.bench import eval_rules
+
+    runs = [d for d in args.runs.split(",") if d]
+    return eval_rules.run(runs, episodes=args.episodes or None, threads=args.threads)
+
+
 def _bench_dag(args: argparse.Namespace) -> dict[str, Any]:
     from m3po.bench import dag
 
@@ -98,6 +105,7 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "fidelity": _bench_fidelity,
     "learning": _bench_learning,
     "envs": _bench_envs,
+    "eval-rules": _bench_eval_rules,
     "planner": _bench_planner,
 }
 
@@ -149,9 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--variant-name", default="default", help="learning: name of the variant's run folder")
     bench.add_argument("--algo", default="m3po", help="learning: the algorithm to train")
-    bench.add_argument("--threads", type=_positive(int), default=1, help="algos: torch threads per run")
+    bench.add_argument("--threads", type=_positive(int), default=1, help="algos, eval-rules: torch threads")
     bench.add_argument("--algos", default="", help="algos, fidelity: comma list of algorithms (default: all)")
     bench.add_argument("--compare-only", action="store_true", help="fidelity: no training, compare")
+    bench.add_argument("--runs", default="", help="eval-rules: comma list of M3PO run directories")
+    bench.add_argument(
+        "--episodes", type=_positive(int), default=0, help="eval-rules: episodes (0: the run's own)"
+    )
     bench.set_defaults(func=_cmd_bench)
     return parser
 

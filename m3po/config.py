@@ -79,6 +79,7 @@ class PlannerConfig:
     sample_space: str = "pretanh"  # pretanh: Gaussian over pre-tanh actions | action: TD-MPC2's, clamped
     extra_iters_large_action: int = 2  # TD-MPC2 adds iterations when the action size is >= 20
     prior_mix: float = 0.0  # chance per env and training decision of executing the prior's own sample
+    eval_action: str = "elite"  # in evaluation: elite (one drawn by weight, TD-MPC2) | mean (MPPI's mean)
 
 
 @dataclass
@@ -232,6 +233,7 @@ _CHOICES = {
     "ppo.behaviour_density": ("prior", "planner"),
     "ppo.actor_latent": ("live", "collected"),
     "model.policy_std": ("state", "param"),
+    "planner.eval_action": ("elite", "mean"),
     "planner.sample_space": ("pretanh", "action"),
 }
 _RUN_NON_NEGATIVE = ("steps", "eval_every", "eval_episodes", "checkpoint_every", "threads", "seed")

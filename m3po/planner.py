@@ -339,6 +339,10 @@ class MPPIPlanner:
 
         choice = torch.multinomial(weights, 1, generator=generator).squeeze(1)  # (E,)
         action = elites[torch.arange(num_envs, device=device), choice, 0]
+        if eval_mode and cfg.eval_action == "mean":
+            # A drawn elite is as noisy as the samples; with few iterations that is close to the prior's own
+            # noise. The weighted mean is classic MPPI's output (drawn anyway: same RNG stream either way).
+            action = mean[:, 0]
         behaviour_std = std[:, 0]
         if not eval_mode and (cfg.exec_noise > 0 or self.exec_noise_from_std):
             noise = torch.randn(num_envs, act_dim, dtype=dtype, device=device, generator=generator)

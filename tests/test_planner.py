@@ -321,3 +321,17 @@ class SaturatedPriorModel:
     def pi(self, z: Tensor, task: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         mu = torch.tensor([6.0, -6.0]).expand(z.shape[0], 2)
         return torch.tanh(mu), mu, torch.full_like(mu, -1.0)
+
+
+@pytest.mark.parametrize("sample_space", ["action", "pretanh"])
+def test_eval_action_mean_executes_the_weighted_mean_in_evaluation_only(sample_space: str) -> None:
+    cfg = dataclasses.replace(CFG, iterations=2, eval_action="mean", sample_space=sample_space)
+    z = torch.tensor([[0.2, -0.1, 0.4], [0.5, 0.5, -0.5]])
+    out = _plan(MPPIPlanner(cfg, 3), TargetModel(), z, eval_mode=True, seed=4)
+    squash = torch.tanh if sample_space == "pretanh" else (lambda x: x.clamp(-1, 1))
+    torch.testing.assert_close(out.action, squash(out.mean[:, 0]))
+    # Training still executes a drawn elite: the same plan, a different action.
+    train = _plan(MPPIPlanner(cfg, 3), TargetModel(), z, eval_mode=False, seed=4)
+    assert torch.equal(train.mean, out.mean) and not torch.equal(train.action, out.action)
+    elite = _plan(MPPIPlanner(dataclasses.replace(cfg, eval_action="elite"), 3), TargetModel(), z, seed=4)
+    assert torch.equal(elite.action, train.action)
