@@ -38,3 +38,32 @@ def test_m3po_learns_cartpole_swingup_in_20k_steps(tmp_path):
     clip_shares = [row["ppo/clip_fraction"] for row in train]
     print("clip share per iteration:", [round(c, 2) for c in clip_shares])
     assert max(clip_shares) < MAX_CLIP_SHARE, f"clip shares {clip_shares}"
+
+
+def _finished_run(run_dir, config):
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps(config))
+    (run_dir / "status.json").write_text(json.dumps({"status": "finished", "step": 1000}))
+
+
+def test_the_learning_bar_reads_a_finished_run_only_if_it_is_the_run_asked_for(tmp_path, monkeypatch):
+    from m3po.bench import learning
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run must not be retrained")
+
+    updates = ["task=reacher-easy", "seed=2", "steps=1000", "algo=m3po", "ppo.adam_eps=1e-5"]
+    recorded, _ = learning._resolved_config(updates)
+    monkeypatch.setattr(learning.subprocess, "run", no_training)  # after Sacred's imports, which run some
+    assert recorded["ppo"]["adam_eps"] == 1e-5 and recorded["steps"] == 1000
+    run_dir = tmp_path / "variant" / "reacher-easy" / "seed2"
+    # A record written before a field existed (ppo.distill_coef) matches while the field is at its default.
+    del recorded["ppo"]["distill_coef"]
+    _finished_run(run_dir, {**recorded, "threads": 1})
+    learning._run_one(run_dir, "reacher-easy", 2, 1000, ["algo=m3po", "ppo.adam_eps=1e-5"])
+    with pytest.raises(RuntimeError, match=r"differs in: ppo\.adam_eps, steps"):
+        learning._run_one(run_dir, "reacher-easy", 2, 2000, ["algo=m3po"])
+    with pytest.raises(RuntimeError, match=r"differs in: ppo\.distill_coef"):
+        learning._run_one(
+            run_dir, "reacher-easy", 2, 1000, ["algo=m3po", "ppo.adam_eps=1e-5", "ppo.distill_coef=0.1"]
+        )
