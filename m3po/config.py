@@ -108,7 +108,7 @@ class PPOConfig:
     gae_lambda: float = 0.95  # lambda (choice)
     lr: float = 3e-4  # Adam learning rate of critic and world model (the encoder's is scaled by wm)
     actor_lr: float = 3e-4  # Adam learning rate of the policy prior (its steps move the PPO ratio)
-    adam_eps: float = 1e-8  # Adam's epsilon (torch's default; stable-baselines3's PPO uses 1e-5)
+    adam_eps: float = 1e-5  # Adam's epsilon (SB3's PPO value; torch's 1e-8 learned less: docs/m3po.md)
     max_grad_norm: float = 0.5  # gradient-norm clip of the policy head (PPO's default)
     normalize_advantage: bool = True  # standardise advantages per minibatch
     log_ratio_clamp: float = 20.0  # clamp of log pi_new - log pi_old before exp (overflow guard)
