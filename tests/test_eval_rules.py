@@ -8,6 +8,8 @@ import pytest
 from test_train import rows, small_config
 
 from m3po.bench import eval_rules
+from m3po.config import ConfigError
+from m3po.errors import RunDirectoryError
 from m3po.train import Trainer
 
 
@@ -26,12 +28,12 @@ def test_rules_reuse_the_protocol_and_the_prior_rule_repeats_the_runs_own_evalua
 
 
 def test_bad_run_directories_fail_before_any_evaluation(tmp_path):
-    with pytest.raises(FileNotFoundError, match="checkpoints/latest.pt"):
+    with pytest.raises(RunDirectoryError, match="checkpoints/latest.pt"):
         eval_rules.run([str(tmp_path)])
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "latest.pt").write_bytes(b"")
     (tmp_path / "config.json").write_text(json.dumps({"algo": "sac", "task": "cartpole-swingup"}))
-    with pytest.raises(ValueError, match="'sac'"):
+    with pytest.raises(RunDirectoryError, match="'sac'"):
         eval_rules.run([str(tmp_path)])
-    with pytest.raises(ValueError, match="--runs"):
+    with pytest.raises(ConfigError, match="--runs"):
         eval_rules.run([])

@@ -11,6 +11,7 @@ import json
 import pytest
 
 from m3po.config import make_config
+from m3po.errors import RunDirectoryError
 from m3po.train import Trainer
 
 # cartpole-swingup, 500-step episodes: uniformly random actions score 40 +- 30 (10 episodes, measured
@@ -62,9 +63,9 @@ def test_the_learning_bar_reads_a_finished_run_only_if_it_is_the_run_asked_for(t
     del recorded["ppo"]["distill_coef"]
     _finished_run(run_dir, {**recorded, "threads": 1})
     learning._run_one(run_dir, "reacher-easy", 2, 1000, ["algo=m3po", "ppo.adam_eps=3e-5"])
-    with pytest.raises(RuntimeError, match=r"differs in: ppo\.adam_eps, steps"):
+    with pytest.raises(RunDirectoryError, match=r"differs in: ppo\.adam_eps, steps"):
         learning._run_one(run_dir, "reacher-easy", 2, 2000, ["algo=m3po"])
-    with pytest.raises(RuntimeError, match=r"differs in: ppo\.distill_coef"):
+    with pytest.raises(RunDirectoryError, match=r"differs in: ppo\.distill_coef \(not recorded\)"):
         learning._run_one(
             run_dir, "reacher-easy", 2, 1000, ["algo=m3po", "ppo.adam_eps=3e-5", "ppo.distill_coef=0.1"]
         )

@@ -18,9 +18,10 @@ from typing import Any
 import torch
 
 from m3po.agent import M3POAgent
-from m3po.config import M3POConfig, build_config, validate
+from m3po.config import ConfigError, M3POConfig, build_config, validate
 from m3po.envs import make_vec_env
 from m3po.envs.registry import resolve_tasks
+from m3po.errors import RunDirectoryError
 from m3po.runs import CHECKPOINT, evaluate_planning_agent
 
 RULES = ("elite", "mean", "prior")
@@ -30,14 +31,14 @@ def _check_run(run_dir: Path) -> dict[str, Any]:
     """The run's config dict; a clear error if ``run_dir`` is not a finished-enough M3PO run."""
     config_path, checkpoint = run_dir / "config.json", run_dir / "checkpoints" / CHECKPOINT
     if not config_path.is_file() or not checkpoint.is_file():
-        raise FileNotFoundError(
+        raise RunDirectoryError(
             f"{run_dir} is not an M3PO run directory with a checkpoint (needs config.json and "
             f"checkpoints/{CHECKPOINT})"
         )
     values = json.loads(config_path.read_text())
     algo = values.pop("algo", "m3po")
     if algo != "m3po":
-        raise ValueError(f"{run_dir} is a run of {algo!r}; eval-rules reads M3PO runs only")
+        raise RunDirectoryError(f"{run_dir} is a run of {algo!r}; eval-rules reads M3PO runs only")
     return values
 
 
@@ -75,7 +76,7 @@ def evaluate_run(run_dir: Path, episodes: int | None = None) -> dict[str, Any]:
 def run(run_dirs: list[str], episodes: int | None = None, threads: int = 1) -> dict[str, Any]:
     """Every run under every rule; see the module docstring."""
     if not run_dirs:
-        raise ValueError("eval-rules needs --runs DIR[,DIR...] (M3PO run directories)")
+        raise ConfigError("eval-rules needs --runs DIR[,DIR...] (M3PO run directories)")
     paths = [Path(d) for d in run_dirs]
     for path in paths:  # every bad directory fails before any evaluation starts
         _check_run(path)

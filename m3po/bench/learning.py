@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from m3po.config import ConfigError
+from m3po.errors import RunDirectoryError
 from m3po.runs import RUNTIME_KEYS
 
 TASKS = ("cartpole-swingup", "reacher-easy", "walker-stand")
@@ -57,7 +59,7 @@ def _config_diff(recorded: Any, wanted: Any, default: Any, prefix: str = "") -> 
             for key in (
                 _config_diff(recorded[k], wanted[k], default.get(k), f"{prefix}{k}.")
                 if k in recorded
-                else ([] if wanted[k] == default.get(k) else [f"{prefix}{k}"])
+                else ([] if wanted[k] == default.get(k) else [f"{prefix}{k} (not recorded)"])
             )
         ]
     return [] if recorded == wanted else [prefix.rstrip(".")]
@@ -73,7 +75,7 @@ def _run_one(run_dir: Path, task: str, seed: int, steps: int, extra: list[str]) 
         wanted, defaults = _resolved_config(updates)
         diff = sorted(_config_diff(recorded, wanted, defaults))
         if diff:
-            raise RuntimeError(
+            raise RunDirectoryError(
                 f"{run_dir} holds a finished run with another config (differs in: {', '.join(diff)}); "
                 "move it away or pick another --variant-name"
             )
@@ -115,7 +117,7 @@ def run(
     """Train (or read) every run, then summarise; see the module docstring."""
     bad = [o for o in overrides if "=" not in o]
     if bad:
-        raise ValueError(f"--set takes KEY=VALUE, got {bad[0]!r}")
+        raise ConfigError(f"--set takes KEY=VALUE, got {bad[0]!r}")
     overrides = (f"algo={algo}", *overrides)
     variants = {name: list(overrides)}
     if alpha0_zero:
