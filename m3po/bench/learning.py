@@ -39,7 +39,7 @@ def _resolved_config(updates: list[str]) -> tuple[dict[str, Any], dict[str, Any]
     parsed, _ = get_config_updates(updates)
     algo = parsed.get("algo", "m3po")
     spec = get_algorithm(algo)
-    defaults = spec.preset_dict(parsed.get("preset", "cpu"))
+    defaults = json.loads(json.dumps(spec.preset_dict(parsed.get("preset", "cpu"))))  # as JSON records it
     values = json.loads(json.dumps(defaults))
     merge(values, parsed)
     wanted = json.loads(json.dumps({"algo": algo, **resolve_config(values).to_dict()}, default=str))
