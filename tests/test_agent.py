@@ -192,7 +192,6 @@ def test_state_independent_sigma_is_one_learned_value_per_task_and_dim():
 
 def test_distillation_pulls_the_prior_toward_the_executed_actions():
     env = make_vec_env("walker-walk", num_envs=2, seed=8)
-    torch.manual_seed(0)
     ppo = {**SMALL["ppo"], "epochs": 8, "actor_lr": 1e-3}
     gains = {}
     for coef in (0.0, 5.0):

@@ -42,34 +42,36 @@ def _check_run(run_dir: Path) -> dict[str, Any]:
     return values
 
 
-def evaluate_run(run_dir: Path, episodes: int | None = None) -> dict[str, Any]:
+def evaluate_run(run_dir: Path, values: dict[str, Any], episodes: int | None = None) -> dict[str, Any]:
     """Scores of one run's latest checkpoint under every rule in :data:`RULES`.
 
     :param run_dir: an M3PO run directory
+    :param values: its recorded config, as :func:`_check_run` returns it
     :param episodes: evaluation episodes (None: the run's own ``eval_episodes``)
     :return: ``{"step": int, "elite": float, "mean": float, "prior": float}``
     """
-    values = _check_run(run_dir)
     checkpoint = torch.load(run_dir / "checkpoints" / CHECKPOINT, map_location="cpu", weights_only=False)
     step = int(checkpoint["state"]["step"])
     device = torch.device("cpu")
     out: dict[str, Any] = {"step": step}
-    for rule in RULES:
-        rule_values = json.loads(json.dumps(values))
-        rule_values["planner"]["eval_action"] = "mean" if rule == "mean" else "elite"
-        cfg: M3POConfig = validate(build_config(M3POConfig, rule_values))
-        env = make_vec_env(cfg.task, len(resolve_tasks(cfg.task)), seed=cfg.seed)  # for sizes and masks
-        try:
-            discount = torch.tensor([info.discount for info in env.task_infos])
-            mask = torch.as_tensor(env.task_action_mask)
+    env = make_vec_env(values["task"], len(resolve_tasks(values["task"])), seed=values["seed"])  # sizes only
+    try:
+        discount = torch.tensor([info.discount for info in env.task_infos])
+        mask = torch.as_tensor(env.task_action_mask)
+        for rule in RULES:
+            rule_values = json.loads(json.dumps(values))
+            rule_values["planner"]["eval_action"] = "mean" if rule == "mean" else "elite"
+            cfg: M3POConfig = validate(build_config(M3POConfig, rule_values))
+            # A fresh agent per rule: its generator starts from the run seed each time, so every rule
+            # draws the same planner noise and the comparison stays paired.
             agent = M3POAgent(cfg, env.obs_dim, env.act_dim, mask, discount, device)
             agent.model.load_state_dict(checkpoint["agent"]["model"])
             rows = evaluate_planning_agent(
                 agent, env.tasks, cfg.seed, step, episodes or cfg.eval_episodes, rule != "prior", device
             )
-        finally:
-            env.close()
-        out[rule] = round(sum(row["score"] for row in rows) / len(rows), 1)
+            out[rule] = round(sum(row["score"] for row in rows) / len(rows), 1)
+    finally:
+        env.close()
     return out
 
 
@@ -77,10 +79,9 @@ def run(run_dirs: list[str], episodes: int | None = None, threads: int = 1) -> d
     """Every run under every rule; see the module docstring."""
     if not run_dirs:
         raise ConfigError("eval-rules needs --runs DIR[,DIR...] (M3PO run directories)")
-    paths = [Path(d) for d in run_dirs]
-    for path in paths:  # every bad directory fails before any evaluation starts
-        _check_run(path)
+    # Every bad directory fails before any evaluation starts.
+    configs = {Path(d): _check_run(Path(d)) for d in run_dirs}
     torch.set_num_threads(threads)
-    runs = {str(path): evaluate_run(path, episodes) for path in paths}
+    runs = {str(path): evaluate_run(path, values, episodes) for path, values in configs.items()}
     means = {rule: round(sum(r[rule] for r in runs.values()) / len(runs), 1) for rule in RULES}
     return {"runs": runs, "mean": means}

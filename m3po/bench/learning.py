@@ -13,6 +13,7 @@ bonus); a finished run is read, not retrained, so an interrupted benchmark conti
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -40,7 +41,7 @@ def _resolved_config(updates: list[str]) -> tuple[dict[str, Any], dict[str, Any]
     algo = parsed.get("algo", "m3po")
     spec = get_algorithm(algo)
     defaults = json.loads(json.dumps(spec.preset_dict(parsed.get("preset", "cpu"))))  # as JSON records it
-    values = json.loads(json.dumps(defaults))
+    values = copy.deepcopy(defaults)
     merge(values, parsed)
     wanted = json.loads(json.dumps({"algo": algo, **resolve_config(values).to_dict()}, default=str))
     skip = (RUN_KEYS - {"algo"}) | RUNTIME_KEYS
