@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +81,20 @@ class Rollout:
         return self.terminated | self.truncated
 
 
+def concat_envs(batches: list[Rollout]) -> Rollout:
+    """Batches of the same length side by side along the env axis: (T, E1+E2+..., ...)."""
+    if len(batches) == 1:
+        return batches[0]
+
+    def cat(name: str) -> torch.Tensor | None:
+        parts = [getattr(b, name) for b in batches]
+        if name == "task":
+            return None if parts[0] is None else torch.cat(parts)
+        return torch.cat(parts, dim=1)
+
+    return Rollout(**{f.name: cat(f.name) for f in fields(Rollout)})
+
+
 class M3POAgent:
     """M3PO for E vectorized envs over one task or a task set.
 
@@ -124,6 +138,8 @@ class M3POAgent:
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(cfg.seed)
         self._plan_mean: torch.Tensor | None = None  # (E, H, A) warm start per env
+        # The spec's FIFO of recent batches (wm.history_batches): model losses only, never actor or critic.
+        self._wm_history: list[Rollout] = []
 
     def _task(self, task_ids: torch.Tensor) -> torch.Tensor | None:
         return task_ids if self.model.multitask else None
@@ -255,7 +271,10 @@ class M3POAgent:
         else:
             is_weight = None
         returns_flat = returns.reshape(-1, 1)
-        windows = self._windows(T, E)
+        # Earlier batches join the current one side by side, as if collected by more envs, so the windows
+        # and the loss are unchanged; the number of model steps per update stays the same.
+        wm_data = concat_envs([*self._wm_history, batch])
+        windows = self._windows(T, wm_data.rewards.shape[1])
         window_mb = max(1, mb // cfg.wm.horizon)  # an H-step window costs about H transitions
         actor_steps = 0
         actor_stopped = False  # target_kl reached: the remaining minibatches train the model only
@@ -306,7 +325,7 @@ class M3POAgent:
                 ).mean()
                 start = (k * window_mb) % len(windows)
                 w_idx = windows[window_perm[start : start + window_mb]]
-                consistency, reward_loss = self._world_model_loss(batch, w_idx)
+                consistency, reward_loss = self._world_model_loss(wm_data, w_idx)
                 if poison:
                     reward_loss = reward_loss * float("nan")
                 losses = {
@@ -355,6 +374,8 @@ class M3POAgent:
                 for key, value in stats.items():
                     logs.setdefault(key, []).append(value)
         out_drift = self._policy_drift(old_model, obs, actions, flat_task)
+        if cfg.wm.history_batches > 0:
+            self._wm_history = [*self._wm_history, batch][-cfg.wm.history_batches :]
         if cfg.model.obs_norm:
             # Statistics move only between iterations: collection and update of a batch see the same ones.
             self.model.update_obs_stats(obs, flat_task)
@@ -445,6 +466,7 @@ class M3POAgent:
             "optim": self.optim.state_dict(),
             "generator": self.generator.get_state(),
             "plan_mean": self._plan_mean,
+            "wm_history": [{f.name: getattr(b, f.name) for f in fields(Rollout)} for b in self._wm_history],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -452,3 +474,4 @@ class M3POAgent:
         self.optim.load_state_dict(state["optim"])
         self.generator.set_state(state["generator"])
         self._plan_mean = state["plan_mean"]
+        self._wm_history = [Rollout(**b) for b in state["wm_history"]]

@@ -131,6 +131,7 @@ class WorldModelLossConfig:
     max_grad_norm: float = (
         20.0  # gradient-norm clip of world model and critic (TD-MPC2's), apart from the actor
     )
+    history_batches: int = 0  # previous batches the model losses also draw windows from (spec's FIFO; 0 off)
 
 
 @dataclass
@@ -237,7 +238,7 @@ _CHOICES = {
     "planner.sample_space": ("pretanh", "action"),
 }
 _RUN_NON_NEGATIVE = ("steps", "eval_every", "eval_episodes", "checkpoint_every", "threads", "seed")
-_NON_NEGATIVE = ("bonus.alpha0", "ppo.distill_coef")
+_NON_NEGATIVE = ("bonus.alpha0", "ppo.distill_coef", "wm.history_batches")
 _POSITIVE = (
     "ppo.rollout_len", "ppo.epochs", "ppo.minibatch_size", "planner.horizon",
     "planner.iterations", "planner.num_samples", "planner.num_elites", "model.latent_dim",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -209,4 +210,48 @@ def test_distillation_pulls_the_prior_toward_the_executed_actions():
         gains[coef] = (after - before).item()
         assert math.isfinite(stats["loss/distill"])
     assert gains[5.0] > gains[0.0] + 1.0
+    env.close()
+
+
+def test_world_model_history_keeps_the_last_batches_for_the_model_losses_only(monkeypatch):
+    env = make_vec_env("walker-walk", num_envs=2, seed=9)
+    _, agent = make_agent(env, wm={"history_batches": 2})
+    seen_envs = []
+    original = M3POAgent._world_model_loss
+
+    def spy(self, data, windows):
+        seen_envs.append((data.rewards.shape[1], int(windows[:, 1].max())))
+        return original(self, data, windows)
+
+    monkeypatch.setattr(M3POAgent, "_world_model_loss", spy)
+    batches = [collect(agent, env, 8) for _ in range(4)]
+    widths = []
+    for k, batch in enumerate(batches):
+        seen_envs.clear()
+        stats = agent.update(batch, step=16 * (k + 1))
+        assert stats["ppo/first_ratio_error"] == 0.0  # the actor's ratio sees the current batch only
+        widths.append(seen_envs[0][0])
+        # Windows are drawn from the whole widened batch (a few minibatches reach an earlier batch's envs).
+        assert max(w for _, w in seen_envs) < seen_envs[0][0]
+    assert widths == [2, 4, 6, 6]  # the current batch's 2 envs, then 1 and 2 earlier batches beside them
+    assert [b.obs.data_ptr() for b in agent._wm_history] == [b.obs.data_ptr() for b in batches[2:]]
+    env.close()
+
+
+def test_world_model_history_survives_a_checkpoint():
+    env = make_vec_env("walker-walk", num_envs=2, seed=10)
+    torch.manual_seed(0)
+    _, agent = make_agent(env, wm={"history_batches": 3})
+    for k in range(2):
+        agent.update(collect(agent, env, 8), step=16 * (k + 1))
+    batch = collect(agent, env, 8)
+    torch.manual_seed(1)
+    _, restored = make_agent(env, wm={"history_batches": 3})
+    # A copy, as a checkpoint file gives: loading shares the optimizer's moment tensors otherwise.
+    restored.load_state_dict(copy.deepcopy(agent.state_dict()))
+    assert len(restored._wm_history) == 2
+    agent.update(batch, step=48)
+    restored.update(batch, step=48)
+    for a, b in zip(agent.model.parameters(), restored.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
     env.close()
