@@ -83,7 +83,7 @@ def _bench_eval_rules(args: argparse.Namespace) -> dict[str, Any]:
     from m3po.bench import eval_rules
 
     runs = [d for d in args.runs.split(",") if d]
-    return eval_rules.run(runs, episodes=args.episodes or None, threads=args.threads)
+    return eval_rules.run(runs, episodes=args.episodes or None, threads=args.threads, overrides=args.set)
 
 
 def _bench_dag(args: argparse.Namespace) -> dict[str, Any]:
@@ -153,7 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--alpha0-zero", action="store_true", help="learning: also run without the bonus")
     bench.add_argument("--tasks", default=",".join(LEARNING_TASKS), help="learning: comma-separated tasks")
     bench.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="learning: config override (repeat)"
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="learning, fidelity: config override of the runs; eval-rules: of an extra rule (repeat)",
     )
     bench.add_argument("--variant-name", default="default", help="learning: name of the variant's run folder")
     bench.add_argument("--algo", default="m3po", help="learning: the algorithm to train")

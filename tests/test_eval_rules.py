@@ -25,6 +25,15 @@ def test_rules_reuse_the_protocol_and_the_prior_rule_repeats_the_runs_own_evalua
     assert result["prior"] == round(recorded["score"], 1)
     assert set(figures["mean"]) == set(eval_rules.RULES)
     assert all(0 <= result[rule] <= 1000 for rule in eval_rules.RULES)
+    # An extra rule from overrides: the prior's mode again (the run's own) repeats the prior rule exactly;
+    # a bad override fails before any evaluation.
+    figures = eval_rules.run([str(tmp_path)], overrides=["eval_planner=False", "planner.num_samples=32"])
+    assert figures["runs"][str(tmp_path)]["set"] == result["prior"]
+    assert figures["set"] == ["eval_planner=False", "planner.num_samples=32"]
+    with pytest.raises(ConfigError, match="planner.num_elites"):
+        eval_rules.run([str(tmp_path)], overrides=["planner.num_elites=999"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        eval_rules.run([str(tmp_path)], overrides=["planner"])
 
 
 def test_bad_run_directories_fail_before_any_evaluation(tmp_path):

@@ -4,13 +4,16 @@ The same trained weights (a run's latest checkpoint) are evaluated with the shar
 ``elite`` (the planner executes one elite drawn by its weight, TD-MPC2's rule and the default),
 ``mean`` (the planner executes MPPI's weighted mean, ``planner.eval_action=mean``) and ``prior`` (the
 prior's mode alone, ``eval_planner=False``). Each rule sees the same evaluation episodes (same seeds),
-so the differences are paired. Only the model's weights are loaded, so runs from older commits (with
-another optimizer layout) can be read. Prints one JSON line: per run its step and the three scores, and
+so the differences are paired. ``--set KEY=VALUE`` (repeatable) adds a fourth rule, ``set``: the run's
+config with those overrides (e.g. a larger planner at evaluation only), evaluated as that config says
+(``eval_planner``, ``planner.eval_action``; the ``elite`` rule's unless overridden). Only the model's weights are loaded, so runs from older commits (with
+another optimizer layout) can be read. Prints one JSON line: per run its step and each rule's score, and
 per rule the mean over runs.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -18,13 +21,14 @@ from typing import Any
 import torch
 
 from m3po.agent import M3POAgent
-from m3po.config import ConfigError, M3POConfig, build_config, validate
+from m3po.config import ConfigError, M3POConfig, build_config, merge, validate
 from m3po.envs import make_vec_env
 from m3po.envs.registry import resolve_tasks
 from m3po.errors import RunDirectoryError
 from m3po.runs import CHECKPOINT, evaluate_planning_agent
 
 RULES = ("elite", "mean", "prior")
+SET_RULE = "set"  # the extra rule of --set overrides
 
 
 def _check_run(run_dir: Path) -> dict[str, Any]:
@@ -42,13 +46,38 @@ def _check_run(run_dir: Path) -> dict[str, Any]:
     return values
 
 
-def evaluate_run(run_dir: Path, values: dict[str, Any], episodes: int | None = None) -> dict[str, Any]:
-    """Scores of one run's latest checkpoint under every rule in :data:`RULES`.
+def _parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as a nested dict, values parsed as ``m3po train with`` parses them."""
+    from sacred.arg_parser import get_config_updates
+
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"--set takes KEY=VALUE, got {bad[0]!r}")
+    return get_config_updates(overrides)[0]
+
+
+def _rule_config(values: dict[str, Any], rule: str, overrides: dict[str, Any]) -> M3POConfig:
+    """The run's config as ``rule`` evaluates it (validated: a bad override fails here)."""
+    rule_values = copy.deepcopy(values)
+    rule_values["planner"]["eval_action"] = "mean" if rule == "mean" else "elite"
+    if rule == SET_RULE:
+        merge(rule_values, overrides)
+    return validate(build_config(M3POConfig, rule_values))
+
+
+def evaluate_run(
+    run_dir: Path,
+    values: dict[str, Any],
+    episodes: int | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Scores of one run's latest checkpoint under every rule in :data:`RULES` (and ``set``).
 
     :param run_dir: an M3PO run directory
     :param values: its recorded config, as :func:`_check_run` returns it
     :param episodes: evaluation episodes (None: the run's own ``eval_episodes``)
-    :return: ``{"step": int, "elite": float, "mean": float, "prior": float}``
+    :param overrides: nested config overrides of the extra ``set`` rule (None or empty: no such rule)
+    :return: ``{"step": int, "elite": float, "mean": float, "prior": float[, "set": float]}``
     """
     checkpoint = torch.load(run_dir / "checkpoints" / CHECKPOINT, map_location="cpu", weights_only=False)
     step = int(checkpoint["state"]["step"])
@@ -58,16 +87,16 @@ def evaluate_run(run_dir: Path, values: dict[str, Any], episodes: int | None = N
     try:
         discount = torch.tensor([info.discount for info in env.task_infos])
         mask = torch.as_tensor(env.task_action_mask)
-        for rule in RULES:
-            rule_values = json.loads(json.dumps(values))
-            rule_values["planner"]["eval_action"] = "mean" if rule == "mean" else "elite"
-            cfg: M3POConfig = validate(build_config(M3POConfig, rule_values))
+        for rule in RULES + ((SET_RULE,) if overrides else ()):
+            cfg = _rule_config(values, rule, overrides or {})
             # A fresh agent per rule: its generator starts from the run seed each time, so every rule
             # draws the same planner noise and the comparison stays paired.
             agent = M3POAgent(cfg, env.obs_dim, env.act_dim, mask, discount, device)
             agent.model.load_state_dict(checkpoint["agent"]["model"])
+            # The set rule plans as its config says; the others as their names say.
+            plan = cfg.eval_planner if rule == SET_RULE else rule != "prior"
             rows = evaluate_planning_agent(
-                agent, env.tasks, cfg.seed, step, episodes or cfg.eval_episodes, rule != "prior", device
+                agent, env.tasks, cfg.seed, step, episodes or cfg.eval_episodes, plan, device
             )
             out[rule] = round(sum(row["score"] for row in rows) / len(rows), 1)
     finally:
@@ -75,13 +104,22 @@ def evaluate_run(run_dir: Path, values: dict[str, Any], episodes: int | None = N
     return out
 
 
-def run(run_dirs: list[str], episodes: int | None = None, threads: int = 1) -> dict[str, Any]:
-    """Every run under every rule; see the module docstring."""
+def run(
+    run_dirs: list[str], episodes: int | None = None, threads: int = 1, overrides: list[str] | None = None
+) -> dict[str, Any]:
+    """Every run under every rule; see the module docstring.
+
+    :param overrides: ``KEY=VALUE`` config overrides of the extra ``set`` rule (``--set``)
+    """
     if not run_dirs:
         raise ConfigError("eval-rules needs --runs DIR[,DIR...] (M3PO run directories)")
-    # Every bad directory fails before any evaluation starts.
+    parsed = _parse_overrides(overrides or [])
+    # Every bad directory and override fails before any evaluation starts.
     configs = {Path(d): _check_run(Path(d)) for d in run_dirs}
+    for values in configs.values():
+        _rule_config(values, SET_RULE, parsed)
     torch.set_num_threads(threads)
-    runs = {str(path): evaluate_run(path, values, episodes) for path, values in configs.items()}
-    means = {rule: round(sum(r[rule] for r in runs.values()) / len(runs), 1) for rule in RULES}
-    return {"runs": runs, "mean": means}
+    runs = {str(path): evaluate_run(path, values, episodes, parsed) for path, values in configs.items()}
+    rules = RULES + ((SET_RULE,) if parsed else ())
+    means = {rule: round(sum(r[rule] for r in runs.values()) / len(runs), 1) for rule in rules}
+    return {"runs": runs, "mean": means, **({"set": overrides} if parsed else {})}
