@@ -57,7 +57,7 @@ class ModelConfig:
     log_std_min: float = -5.0  # floor of the prior's log sigma (issue 8: a higher floor is an option)
     log_std_max: float = 0.5  # ceiling of the prior's log sigma (TD-MPC2: 2; lower: see docs/m3po.md)
     init_log_std: float = 0.0  # the prior's log sigma at initialisation (stable-baselines3's PPO: 0)
-    obs_norm: bool = False  # standardise observations by running per-task statistics (as SB3's VecNormalize)
+    obs_norm: bool = True  # standardise observations by running per-task statistics (SB3's VecNormalize)
     policy_std: str = "state"  # state: log sigma is an actor output (TD-MPC2) | param: per task and dim (SB3)
 
 

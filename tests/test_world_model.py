@@ -32,7 +32,7 @@ def test_running_obs_stats_match_the_batch_statistics_per_task_and_zero_padded_d
 
 
 def test_obs_norm_off_leaves_observations_untouched():
-    cfg = make_config("cpu")
+    cfg = make_config("cpu", model={"obs_norm": False})
     model = WorldModel(cfg.model, 3, 1, torch.ones(1, 1))
     obs = torch.randn(5, 3) * 100
     assert model.normalize_obs(obs, None) is obs

@@ -6,9 +6,9 @@ The same trained weights (a run's latest checkpoint) are evaluated with the shar
 prior's mode alone, ``eval_planner=False``). Each rule sees the same evaluation episodes (same seeds),
 so the differences are paired. ``--set KEY=VALUE`` (repeatable) adds a fourth rule, ``set``: the run's
 config with those overrides (e.g. a larger planner at evaluation only), evaluated as that config says
-(``eval_planner``, ``planner.eval_action``; the ``elite`` rule's unless overridden). Only the model's weights are loaded, so runs from older commits (with
-another optimizer layout) can be read. Prints one JSON line: per run its step and each rule's score, and
-per rule the mean over runs.
+(``eval_planner``, ``planner.eval_action``; the ``elite`` rule's unless overridden). Only the model's
+weights are loaded, so runs from older commits (with another optimizer layout) can be read. Prints one
+JSON line: per run its step and each rule's score, and per rule the mean over runs.
 """
 
 from __future__ import annotations
