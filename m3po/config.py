@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
@@ -170,6 +171,14 @@ PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
 
 class ConfigError(ValueError):
     """A bad configuration value; the message names the field and what is valid."""
+
+
+def check_overrides(overrides: Sequence[str]) -> None:
+    """Every command-line override (``--set``) must read ``KEY=VALUE``; a clear error names the first that
+    does not."""
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"--set takes KEY=VALUE, got {bad[0]!r}")
 
 
 def merge(target: dict[str, Any], updates: dict[str, Any]) -> None:

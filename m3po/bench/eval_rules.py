@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from m3po.agent import M3POAgent
-from m3po.config import ConfigError, M3POConfig, build_config, merge, validate
+from m3po.config import ConfigError, M3POConfig, build_config, check_overrides, merge, validate
 from m3po.envs import make_vec_env
 from m3po.envs.registry import resolve_tasks
 from m3po.errors import RunDirectoryError
@@ -50,9 +50,7 @@ def _parse_overrides(overrides: list[str]) -> dict[str, Any]:
     """``KEY=VALUE`` strings as a nested dict, values parsed as ``m3po train with`` parses them."""
     from sacred.arg_parser import get_config_updates
 
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise ConfigError(f"--set takes KEY=VALUE, got {bad[0]!r}")
+    check_overrides(overrides)
     return get_config_updates(overrides)[0]
 
 

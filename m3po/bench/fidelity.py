@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from m3po.bench.learning import TASKS, _run_one
-from m3po.config import ConfigError
+from m3po.config import ConfigError, check_overrides
 from m3po.runs import read_jsonl
 
 ALGOS = ("tdmpc2", "sac", "dreamerv3")
@@ -161,9 +161,7 @@ def run(
     for label, value in (("steps", steps), ("seeds", seeds), ("jobs", jobs)):
         if value <= 0:
             raise ConfigError(f"{label} must be > 0, got {value}")
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise ConfigError(f"--set takes KEY=VALUE, got {bad[0]!r}")
+    check_overrides(overrides)
     if overrides and name == "default":
         raise ConfigError(
             "--set changes the runs' config: give --variant-name NAME so that they live apart from the "

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from m3po.config import ConfigError
+from m3po.config import check_overrides
 from m3po.errors import RunDirectoryError
 from m3po.runs import RUNTIME_KEYS
 
@@ -116,9 +116,7 @@ def run(
     root: str = "results/bench/learning",
 ) -> dict[str, Any]:
     """Train (or read) every run, then summarise; see the module docstring."""
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise ConfigError(f"--set takes KEY=VALUE, got {bad[0]!r}")
+    check_overrides(overrides)
     overrides = (f"algo={algo}", *overrides)
     variants = {name: list(overrides)}
     if alpha0_zero:
