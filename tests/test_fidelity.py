@@ -10,16 +10,26 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from m3po.bench import fidelity, learning
 from m3po.cli import main
 from m3po.config import ConfigError
+from m3po.envs.registry import ACTION_REPEAT
 
-STEP = fidelity.PUBLISHED_STEP
+STEP = fidelity.AGENT_STEP  # our runs' evaluation step
+PUBLISHED = fidelity.PUBLISHED_STEP  # the published CSVs' row for it (environment steps)
 
 
 # ------------------------------------------------------------------------------------ published data
-def test_vendored_results_have_three_seeds_per_algo_and_task_at_100k():
+def test_published_steps_are_environment_steps_of_our_action_repeat():
+    document = yaml.safe_load(fidelity.published_path().read_text())
+    assert document["action_repeat"] == fidelity.ACTION_REPEAT == ACTION_REPEAT["dmc"] == 2
+    # 100k agent steps of ours repeat each action twice: the CSVs' row 200000, not 100000.
+    assert fidelity.PUBLISHED_STEP == 200_000 and fidelity.AGENT_STEP == 100_000
+
+
+def test_vendored_results_have_three_seeds_per_algo_and_task_at_the_compared_step():
     published = fidelity.load_published()
     assert set(published) == {"tdmpc2", "sac", "dreamerv3"}
     header = [line for line in fidelity.published_path().read_text().splitlines() if line.startswith("#")]
@@ -27,13 +37,14 @@ def test_vendored_results_have_three_seeds_per_algo_and_task_at_100k():
         assert set(published[algo]) >= set(fidelity.TASKS), algo
         for task in fidelity.TASKS:
             entry = published[algo][task]
-            at_100k = entry["reward"][STEP]
-            assert sorted(at_100k) == [1, 2, 3], (algo, task)
-            assert all(isinstance(v, float) and 0.0 <= v <= 1000.0 for v in at_100k.values()), (algo, task)
-            # Sanity: step 0 is an untrained policy, far below the 100k mean (null: no step-0 row).
+            assert sorted(entry["reward"]) == [0, PUBLISHED // 2, PUBLISHED], (algo, task)
+            compared = entry["reward"][PUBLISHED]
+            assert sorted(compared) == [1, 2, 3], (algo, task)
+            assert all(isinstance(v, float) and 0.0 <= v <= 1000.0 for v in compared.values()), (algo, task)
+            # Sanity: step 0 is an untrained policy, far below the compared mean (null: no step-0 row).
             at_0 = [v for v in entry["reward"][0].values() if v is not None]
             assert at_0 and all(0.0 <= v <= 1000.0 for v in at_0), (algo, task)
-            assert max(at_0) < sum(at_100k.values()) / 3, (algo, task)
+            assert max(at_0) < sum(compared.values()) / 3, (algo, task)
             # Provenance: the header comment names this entry's file and commit on one line.
             assert re.fullmatch(r"[0-9a-f]{40}", entry["commit"]), (algo, task)
             assert entry["path"].startswith("results/") and entry["path"].endswith(f"{task}.csv")
@@ -44,7 +55,10 @@ def test_vendored_results_have_three_seeds_per_algo_and_task_at_100k():
 
 # --------------------------------------------------------------------------------------- comparison
 def _fake_published(low: float = 400.0, mid: float = 500.0, high: float = 600.0) -> dict:
-    entry = {"path": "results/x.csv", "commit": "0" * 40, "reward": {STEP: {1: low, 2: mid, 3: high}}}
+    # The row at 100000 environment steps (50k agent steps) must not be read for 100k agent steps.
+    wrong = {1: -1.0, 2: -1.0, 3: -1.0}
+    rewards = {PUBLISHED // 2: wrong, PUBLISHED: {1: low, 2: mid, 3: high}}
+    entry = {"path": "results/x.csv", "commit": "0" * 40, "reward": rewards}
     return {algo: {task: entry for task in fidelity.TASKS} for algo in fidelity.ALGOS}
 
 
@@ -142,7 +156,11 @@ def test_training_starts_only_missing_runs_and_reports_a_failed_one(tmp_path, mo
     _write_run(root / "tdmpc2" / task / "seed1", "tdmpc2", task, {0: 1.0, STEP: 800.0})  # finished: kept
     commands: list[list[str]] = []
 
-    def fake_train(command, stdout=None, stderr=None, check=False):  # stands in for `m3po train`
+    real_run = subprocess.run
+
+    def fake_train(command, **kwargs):  # stands in for `m3po train`
+        if "train" not in command:  # e.g. platform.architecture()'s `file -b` while a module imports
+            return real_run(command, **kwargs)
         commands.append(command)
         updates = dict(arg.split("=", 1) for arg in command if "=" in arg)
         if updates["algo"] == "sac" and updates["seed"] == "2":
@@ -201,5 +219,7 @@ def test_cli_compare_only_prints_one_json_line(tmp_path, monkeypatch, capsys):
     assert len(lines) == 1
     out = json.loads(lines[0])
     assert out["verdicts"] == {"inside": 0, "below": 0, "above": 0, "not run": 3}
-    assert out["sac"]["walker-stand"]["published"]["seeds"] == [390.1, 424.5, 209.7]
+    # The CSV's row 200000 (environment steps) = 100k agent steps; its row 100000 is 390.1/424.5/209.7.
+    assert out["sac"]["walker-stand"]["published"]["seeds"] == [941.9, 931.6, 342.7]
+    assert (out["agent_step"], out["published_step"]) == (100_000, 200_000)
     assert not (tmp_path / "results").exists()

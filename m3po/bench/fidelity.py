@@ -5,9 +5,11 @@ each, 100k agent steps (the learning bar's tasks, started the way ``m3po bench l
 ``m3po train`` processes, ``--jobs`` at a time, one torch thread each), then compares each algorithm and
 task with the per-seed returns the TD-MPC2 authors published for the same algorithm at the same agent
 step (``baselines/published/tdmpc2_results.yaml``, vendored from their repository's ``results/`` CSVs
-with the path and commit of every entry). ``--compare-only`` trains nothing and compares whatever runs
-exist. Prints one JSON line: per algorithm and task our per-seed scores at the first evaluation at or
-after the published step (100000), the published per-seed values with their min, max and mean, and a
+with the path and commit of every entry). The CSVs count environment steps, the agent's steps times the
+action repeat of 2 (the maintainer's word in nicklashansen/tdmpc2 issue #45): 100k agent steps of ours
+are their step 200000. ``--compare-only`` trains nothing and compares whatever runs exist. Prints one
+JSON line: per algorithm and task our per-seed scores at the first evaluation at or after agent step
+100000, the published per-seed values at environment step 200000 with their min, max and mean, and a
 verdict: ``inside`` (our seed mean within [published min, published max]), ``below``, ``above``, or
 ``not run`` (no seed has reached the published step; ``command`` says what would produce it).
 
@@ -34,7 +36,9 @@ from m3po.config import ConfigError, check_overrides
 from m3po.runs import read_jsonl
 
 ALGOS = ("tdmpc2", "sac", "dreamerv3")
-PUBLISHED_STEP = 100_000  # the published curves are evaluated every 100k agent steps
+AGENT_STEP = 100_000  # where ours and the published curves are compared, in agent steps
+ACTION_REPEAT = 2  # the published CSVs count environment steps: agent steps x DMControl's action repeat
+PUBLISHED_STEP = AGENT_STEP * ACTION_REPEAT  # the CSVs' row for AGENT_STEP (their grid: every 100000)
 ROOT = "results/bench/fidelity"
 VERDICTS = ("inside", "below", "above", "not run")
 
@@ -68,7 +72,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def our_seed(run_dir: Path, task: str, step: int = PUBLISHED_STEP) -> dict[str, Any]:
+def our_seed(run_dir: Path, task: str, step: int = AGENT_STEP) -> dict[str, Any]:
     """One run's score at the first evaluation at or after ``step``, with the run's status.
 
     :return: ``status`` (the run record's, or ``not run``), ``score`` and ``eval_step`` (None when no
@@ -103,7 +107,7 @@ def verdict(mean: float | None, published: list[float]) -> str:
 
 def _command(algo: str, task: str, seeds: int, steps: int, overrides: tuple[str, ...], name: str) -> str:
     argv = ["m3po", "bench", "fidelity", "--algos", algo, "--tasks", task, "--seeds", str(seeds)]
-    argv += ["--steps", str(max(steps, PUBLISHED_STEP))]
+    argv += ["--steps", str(max(steps, AGENT_STEP))]
     for override in overrides:
         argv += ["--set", override]
     if name != "default":
@@ -138,7 +142,7 @@ def _train(plan: list[tuple[Path, str, int, str]], steps: int, jobs: int, overri
 
 
 def run(
-    steps: int = PUBLISHED_STEP,
+    steps: int = AGENT_STEP,
     seeds: int = 3,
     jobs: int = 2,
     algos: tuple[str, ...] = ALGOS,
@@ -177,7 +181,9 @@ def run(
     errors = {} if compare_only else _train(plan, steps, jobs, overrides)
 
     figures: dict[str, Any] = {
+        "agent_step": AGENT_STEP,
         "published_step": PUBLISHED_STEP,
+        "published_step_unit": f"environment steps (agent steps x action repeat {ACTION_REPEAT})",
         "steps": steps,
         "seeds": seeds,
         "root": str(base),
