@@ -11,7 +11,7 @@ are their step 200000. ``--compare-only`` trains nothing and compares whatever r
 JSON line: per algorithm and task our per-seed scores at the first evaluation at or after agent step
 100000, the published per-seed values at environment step 200000 with their min, max and mean, and a
 verdict: ``inside`` (our seed mean within [published min, published max]), ``below``, ``above``, or
-``not run`` (no seed has reached the published step; ``command`` says what would produce it).
+``not run`` (no seed has reached agent step 100000; ``command`` says what would produce it).
 
 Runs live in ``results/bench/fidelity/{algo}/{task}/seed{seed}`` (``results/bench/fidelity-{name}/...``
 for a variant trained with ``--set KEY=VALUE --variant-name NAME``, e.g. ``--set preset=paper``); a
