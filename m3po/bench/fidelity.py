@@ -33,11 +33,12 @@ import yaml
 
 from m3po.bench.learning import TASKS, _run_one
 from m3po.config import ConfigError, check_overrides
+from m3po.envs.registry import ACTION_REPEAT as ENV_ACTION_REPEAT
 from m3po.runs import read_jsonl
 
 ALGOS = ("tdmpc2", "sac", "dreamerv3")
 AGENT_STEP = 100_000  # where ours and the published curves are compared, in agent steps
-ACTION_REPEAT = 2  # the published CSVs count environment steps: agent steps x DMControl's action repeat
+ACTION_REPEAT = ENV_ACTION_REPEAT["dmc"]  # ours; the published CSVs count agent steps x the same 2
 PUBLISHED_STEP = AGENT_STEP * ACTION_REPEAT  # the CSVs' row for AGENT_STEP (their grid: every 100000)
 ROOT = "results/bench/fidelity"
 VERDICTS = ("inside", "below", "above", "not run")
