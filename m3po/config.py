@@ -5,7 +5,7 @@ Every field says in a comment what it is; ``(choice)`` marks what the paper leav
 
 :class:`RunConfig` holds the fields every algorithm's config shares (task, seed, budget, evaluation,
 checkpoints, device); :func:`preset_values`, :func:`build_config` and :func:`validate_run` build and
-check any algorithm's config dataclass the same way (see :mod:`m3po.algos`).
+check any algorithm's config dataclass the same way (see :mod:`suite.registry`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ A run lives in its own directory (deterministic: no shared counters between conc
                          time/sps, time/wall, mem/peak_rss_mib
       checkpoints/       latest.pt (+ previous.pt, the one before), each written atomically
 
-How an algorithm's train entry uses it (see :mod:`m3po.algos` for the registry):
+How an algorithm's train entry uses it (see :mod:`suite.registry` for the registry):
 
     record = RunRecord(run_dir, algo, cfg.to_dict(), steps_total=cfg.steps, device=device,
                        on_metrics=on_metrics)
@@ -38,7 +38,6 @@ return summed over the episode, and for Meta-World success at the episode's last
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import platform
@@ -54,12 +53,23 @@ import torch
 
 from m3po.envs import make_vec_env
 from m3po.errors import NonFiniteLossError, RunDirectoryError
+from m3po.record import (
+    CONFIG_FILE,
+    EVAL_LOG,
+    STATUS_FILE,
+    TRAIN_LOG,
+    JsonlLog,
+    as_json,
+    config_differences,
+    probe_writable,
+    read_config,
+    read_status,
+    write_json_atomic,
+)
 
 CHECKPOINT = "latest.pt"
 PREVIOUS_CHECKPOINT = "previous.pt"
 EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never reuse a training seed
-# Where and how fast a run executes, not what it computes: a resume may change these.
-RUNTIME_KEYS = frozenset({"threads", "device", "vec_mode"})
 
 MetricsCallback = Callable[[str, float, int], None]
 # (observations (n, obs_dim) float32, task ids (n,) int64) -> actions (n, act_dim), deterministic
@@ -89,55 +99,6 @@ def peak_memory_mib(device: torch.device) -> dict[str, float]:
     if device.type == "cuda":
         peak["mem/peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     return peak
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON so that a reader never sees half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSON-lines file; a cut-off last line (killed mid-write) is dropped, other bad lines raise."""
-    if not path.exists():
-        return []
-    lines = path.read_text().splitlines()
-    rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            if number == len(lines):
-                break  # the resume rewrites it
-            raise RunDirectoryError(f"{path} line {number} is corrupt: {err}") from err
-    return rows
-
-
-class JsonlLog:
-    """Append-only JSON-lines file that a resume truncates to the checkpoint's step.
-
-    :param path: the file
-    :param keep_until_step: keep the rows up to this step (a resume); None starts the file empty
-    """
-
-    def __init__(self, path: Path, keep_until_step: int | None) -> None:
-        self.path = path
-        rows = read_jsonl(path)
-        if keep_until_step is not None:
-            rows = [r for r in rows if r["step"] <= keep_until_step]
-        else:
-            rows = []
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        self.rows = rows
-
-    def append(self, row: dict) -> None:
-        self.rows.append(row)
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
 
 
 @dataclass
@@ -195,47 +156,28 @@ class RunRecord:
         :raises RunDirectoryError: the directory is not writable, holds a finished run, or was
             started with another config (runtime keys such as ``threads`` may change)
         """
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        probe_writable(self.run_dir)
         self.checkpoint_dir.mkdir(exist_ok=True)
-        probe = self.run_dir / ".write-test"
-        try:
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as err:
-            raise RunDirectoryError(f"cannot write to run directory {self.run_dir}: {err}") from err
-        config_path = self.run_dir / "config.json"
         status = self.read_status()
         if status.get("status") == "finished":
             raise RunDirectoryError(
                 f"{self.run_dir} holds a finished run (step {status.get('step')}); "
                 "delete it or choose another run directory to train again"
             )
-        if config_path.exists():
-            recorded = json.loads(config_path.read_text())
-            current = json.loads(json.dumps(self.config, default=str))
-            recorded.setdefault("algo", current["algo"])  # records written before algo was recorded
-            diff = sorted(
-                k
-                for k in current.keys() | recorded.keys()
-                if k not in RUNTIME_KEYS and recorded.get(k) != current.get(k)
-            )
+        recorded = read_config(self.run_dir)
+        if recorded is None:
+            write_json_atomic(self.run_dir / CONFIG_FILE, self.config)
+        else:
+            diff = config_differences(recorded, as_json(self.config))
             if diff:
                 raise RunDirectoryError(
                     f"{self.run_dir} was started with another config (differs in: {', '.join(diff)}); "
                     "a resume must use the same config"
                 )
-        else:
-            write_json_atomic(config_path, self.config)
         return self.load_checkpoint()
 
     def read_status(self) -> dict:
-        path = self.run_dir / "status.json"
-        if not path.exists():
-            return {}
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise RunDirectoryError(f"{path} is corrupt: {err}") from err
+        return read_status(self.run_dir)
 
     def load_checkpoint(self) -> dict | None:
         """The newest readable checkpoint payload (latest.pt, else previous.pt), or None."""
@@ -274,13 +216,13 @@ class RunRecord:
             }
         ]
         self.write_status("running", state, attempts=self.attempts, **status_extra)
-        self.eval_log = JsonlLog(self.run_dir / "eval.jsonl", resumed_from)
-        self.train_log = JsonlLog(self.run_dir / "train.jsonl", resumed_from)
+        self.eval_log = JsonlLog(self.run_dir / EVAL_LOG, resumed_from)
+        self.train_log = JsonlLog(self.run_dir / TRAIN_LOG, resumed_from)
 
     def write_status(self, status: str, state: TrainState, **extra: Any) -> None:
         record = self.read_status()
         record.update({"status": status, "step": state.step, "steps_total": self.steps_total, **extra})
-        write_json_atomic(self.run_dir / "status.json", record)
+        write_json_atomic(self.run_dir / STATUS_FILE, record)
 
     @contextlib.contextmanager
     def guard(self, state: Callable[[], TrainState]) -> Iterator[None]:
@@ -453,8 +395,3 @@ def progress_bar(enabled: bool, total: int, initial: int, desc: str) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, unit="step", desc=desc, dynamic_ncols=True)
-
-
-def format_score(value: float | None) -> str:
-    """A score for the progress bar ('-' before the first evaluation)."""
-    return "-" if value is None else f"{value:.1f}"

@@ -21,13 +21,13 @@ import torch
 from m3po.agent import M3POAgent, Rollout
 from m3po.config import M3POConfig
 from m3po.envs import VecEnv, make_vec_env
+from m3po.record import format_score
 from m3po.runs import (
     MetricsCallback,
     RunRecord,
     TrainState,
     episode_seed,
     evaluate_planning_agent,
-    format_score,
     peak_memory_mib,
     progress_bar,
     resolve_device,
@@ -202,5 +202,5 @@ class Trainer:
 def train(
     cfg: M3POConfig, run_dir: Path, on_metrics: MetricsCallback | None = None, progress: bool = True
 ) -> dict[str, Any]:
-    """The registry's train entry for M3PO (see :mod:`m3po.algos`)."""
+    """The registry's train entry for M3PO (see :mod:`suite.registry`)."""
     return Trainer(cfg, run_dir, on_metrics=on_metrics, progress=progress).run()

@@ -10,9 +10,9 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from m3po.algos import ALGORITHMS
+from suite.registry import ALGORITHMS
 from m3po.envs.registry import UnknownTaskError, resolve_tasks
-from m3po.experiment import ALGOS
+from suite.experiment import ALGOS
 
 ROOT = Path(workflow.basedir)
 PYTHON = sys.executable  # the interpreter running Snakemake: the suite's environment

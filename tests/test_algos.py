@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from m3po.algos import ALGORITHMS, ALGOS, Algorithm, get_algorithm
 from m3po.config import ConfigError, M3POConfig
 from m3po.runs import evaluate
+from suite.registry import ALGORITHMS, ALGOS, Algorithm, get_algorithm
 
 
 def test_registry_lists_m3po_and_unknown_names_list_the_valid_ones():
@@ -66,7 +66,7 @@ def test_evaluation_protocol_scores_returns_and_success_at_the_end():
 
 
 def test_config_json_records_the_algorithm(tmp_path):
-    from m3po.cli import main
+    from suite.cli import main
 
     run_dir = tmp_path / "run"
     args = [
@@ -80,7 +80,7 @@ def test_config_json_records_the_algorithm(tmp_path):
 
 
 def test_bench_reports_an_algorithm_with_missing_modules_without_running_it(tmp_path):
-    from m3po.bench.algos import measure
+    from suite.bench.algos import measure
 
     missing = "no_such_module_m3po"
     algo = dataclasses.replace(get_algorithm("m3po"), name="needs-more", requires=(missing,))

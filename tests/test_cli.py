@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from m3po.cli import main
+from suite.cli import main
 
 
 @pytest.mark.parametrize(
@@ -28,13 +28,13 @@ def test_unknown_suite_is_a_clear_error(capsys):
 
 def test_console_script_is_installed():
     out = subprocess.run(
-        [sys.executable, "-m", "m3po.cli", "tasks", "dmc39"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "suite.cli", "tasks", "dmc39"], capture_output=True, text=True, check=True
     ).stdout
     assert out.splitlines()[3] == "cartpole-swingup"
 
 
 def test_bench_envs_prints_one_json_line(capsys, monkeypatch):
-    from m3po.bench import envs
+    from suite.bench import envs
 
     monkeypatch.setattr(envs, "vec_agent_rate", lambda n, mode, s: {"agent_sps": 100.0 * n, "startup_s": 0.1})
     assert main(["bench", "envs", "--seconds", "0.05", "--scale-envs", "0"]) == 0

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from m3po.algos import get_algorithm
-from m3po.cli import main
 from m3po.errors import RunDirectoryError
+from suite.cli import main
+from suite.registry import get_algorithm
 
 # Tiny: XS model, 2-sequence batches of 8 steps, training from step 16 of 48.
 TINY = {

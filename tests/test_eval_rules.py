@@ -7,10 +7,10 @@ import json
 import pytest
 from test_train import rows, small_config
 
-from m3po.bench import eval_rules
 from m3po.config import ConfigError
 from m3po.errors import RunDirectoryError
 from m3po.train import Trainer
+from suite.bench import eval_rules
 
 
 def test_rules_reuse_the_protocol_and_the_prior_rule_repeats_the_runs_own_evaluation(tmp_path):

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from m3po.cli import main
 from m3po.config import M3POConfig, make_config
-from m3po.experiment import build_experiment, default_run_dir, resolve_config
+from suite.cli import main
+from suite.experiment import build_experiment, default_run_dir, resolve_config
 
 
 def test_sacred_config_offers_every_config_field():

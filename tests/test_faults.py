@@ -208,7 +208,16 @@ def test_concurrent_jobs_write_complete_records_each_in_its_own_place(tmp_path):
     seeds = (1, 2, 3)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "m3po.cli", "train", "with", *small, f"seed={s}", f"run_dir=runs/seed{s}"],
+            [
+                sys.executable,
+                "-m",
+                "suite.cli",
+                "train",
+                "with",
+                *small,
+                f"seed={s}",
+                f"run_dir=runs/seed{s}",
+            ],
             cwd=tmp_path,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

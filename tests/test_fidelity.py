@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from m3po.bench import fidelity, learning
-from m3po.cli import main
 from m3po.config import ConfigError
 from m3po.envs.registry import ACTION_REPEAT
+from suite.bench import fidelity, learning
+from suite.cli import main
 
 STEP = fidelity.AGENT_STEP  # our runs' evaluation step
 PUBLISHED = fidelity.PUBLISHED_STEP  # the published CSVs' row for it (environment steps)

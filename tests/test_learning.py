@@ -50,7 +50,7 @@ def _finished_run(run_dir, config):
 
 
 def test_the_learning_bar_reads_a_finished_run_only_if_it_is_the_run_asked_for(tmp_path, monkeypatch):
-    from m3po.bench import learning
+    from suite.bench import learning
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run must not be retrained")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from m3po.algos import get_algorithm
-from m3po.cli import main
 from m3po.errors import RunDirectoryError
+from suite.cli import main
+from suite.registry import get_algorithm
 
 TINY = {
     "ppo": {"ppo": {"n_steps": 16, "batch_size": 16, "n_epochs": 1, "net_width": 16}},

@@ -187,7 +187,7 @@ def test_an_interrupted_run_resumes_to_what_an_uninterrupted_run_writes(tmp_path
 
 
 def test_the_runner_trains_tdmpc2_from_the_command_line(tmp_path):
-    from m3po.cli import main
+    from suite.cli import main
 
     run_dir = tmp_path / "run"
     args = [

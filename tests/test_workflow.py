@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from m3po.envs.registry import resolve_tasks
-from m3po.experiment import ALGOS
+from suite.experiment import ALGOS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "pipelines" / "config"

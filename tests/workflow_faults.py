@@ -124,7 +124,7 @@ def trainer_pid(workdir: Path, run: str) -> int:
     found = [
         pid
         for pid in processes_with(f"run_dir={run}")
-        if "m3po.cli" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+        if "suite.cli" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
         and os.readlink(f"/proc/{pid}/cwd") == str(workdir)
     ]
     assert len(found) == 1, f"training processes of {run}: {found}"

@@ -27,12 +27,12 @@ from baselines.tdmpc2.agent import TDMPC2Agent
 from baselines.tdmpc2.buffer import SequenceBuffer
 from baselines.tdmpc2.config import TDMPC2Config, seed_steps
 from m3po.envs import VecEnv, make_vec_env
+from m3po.record import format_score
 from m3po.runs import (
     MetricsCallback,
     RunRecord,
     episode_seed,
     evaluate_planning_agent,
-    format_score,
     peak_memory_mib,
     progress_bar,
     resolve_device,
@@ -238,5 +238,5 @@ class TDMPC2Trainer:
 def train(
     cfg: TDMPC2Config, run_dir: Path, on_metrics: MetricsCallback | None = None, progress: bool = True
 ) -> dict[str, Any]:
-    """The registry's train entry for TD-MPC2 (see :mod:`m3po.algos`)."""
+    """The registry's train entry for TD-MPC2 (see :mod:`suite.registry`)."""
     return TDMPC2Trainer(cfg, run_dir, on_metrics=on_metrics, progress=progress).run()

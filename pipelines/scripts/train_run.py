@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{args.run_dir} is finished already: not trained again", flush=True)
     else:
-        command = [sys.executable, "-m", "m3po.cli", "train", "with", *args.updates]
+        command = [sys.executable, "-m", "suite.cli", "train", "with", *args.updates]
         print("+", " ".join(command), flush=True)
         subprocess.run(command)
     status = read_status(args.run_dir)

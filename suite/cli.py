@@ -8,10 +8,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from m3po.bench.learning import TASKS as LEARNING_TASKS
 from m3po.config import ConfigError
 from m3po.envs.registry import SUITES, UnknownTaskError, suite_tasks
 from m3po.errors import RunDirectoryError
+from suite.bench.learning import TASKS as LEARNING_TASKS
 
 
 def _cmd_tasks(args: argparse.Namespace) -> int:
@@ -20,7 +20,7 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from m3po.experiment import run_from_args
+    from suite.experiment import run_from_args
 
     result = run_from_args(args.updates)
     print(json.dumps(result, default=str), flush=True)
@@ -28,19 +28,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _bench_envs(args: argparse.Namespace) -> dict[str, Any]:
-    from m3po.bench import envs
+    from suite.bench import envs
 
     return envs.run(seconds=args.seconds, scale_envs=args.scale_envs, scale_tasks=args.scale_tasks)
 
 
 def _bench_planner(args: argparse.Namespace) -> dict[str, Any]:
-    from m3po.bench import planner
+    from suite.bench import planner
 
     return planner.run()
 
 
 def _bench_learning(args: argparse.Namespace) -> dict[str, Any]:
-    from m3po.bench import learning
+    from suite.bench import learning
 
     return learning.run(
         steps=args.steps,
@@ -55,8 +55,8 @@ def _bench_learning(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _bench_algos(args: argparse.Namespace) -> dict[str, Any]:
-    from m3po.algos import get_algorithm
-    from m3po.bench import algos
+    from suite.bench import algos
+    from suite.registry import get_algorithm
 
     names = args.algos.split(",") if args.algos else None
     for name in names or []:
@@ -65,7 +65,7 @@ def _bench_algos(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _bench_fidelity(args: argparse.Namespace) -> dict[str, Any]:
-    from m3po.bench import fidelity
+    from suite.bench import fidelity
 
     return fidelity.run(
         steps=args.steps,
@@ -80,14 +80,14 @@ def _bench_fidelity(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _bench_eval_rules(args: argparse.Namespace) -> dict[str, Any]:
-    from m3po.bench import eval_rules
+    from suite.bench import eval_rules
 
     runs = [d for d in args.runs.split(",") if d]
     return eval_rules.run(runs, episodes=args.episodes or None, threads=args.threads, overrides=args.set)
 
 
 def _bench_dag(args: argparse.Namespace) -> dict[str, Any]:
-    from m3po.bench import dag
+    from suite.bench import dag
 
     return dag.run()
 

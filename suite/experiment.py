@@ -1,7 +1,7 @@
 """Training runs as Sacred experiments.
 
 ``m3po train with algo=m3po task=cartpole-swingup seed=1 steps=100000``: ``algo`` is any name of
-the registry (:mod:`m3po.algos`), whose config dataclass gives the other keys (flat run fields,
+the registry (:mod:`suite.registry`), whose config dataclass gives the other keys (flat run fields,
 dotted section fields: ``planner.horizon=5``, ``sac.learning_rate=1e-4``).
 
 Each run gets its own deterministic directory (default ``results/runs/{algo}/{task}/seed{seed}``),
@@ -21,8 +21,8 @@ from sacred import SETTINGS, Experiment
 from sacred.arg_parser import get_config_updates
 from sacred.observers import FileStorageObserver
 
-from m3po.algos import ALGOS, get_algorithm
 from m3po.config import ConfigError, RunConfig
+from suite.registry import ALGOS, get_algorithm
 
 # tqdm draws the progress bar on stderr; Sacred's default fd capture would swallow its redraws.
 SETTINGS.CAPTURE_MODE = "sys"
@@ -43,7 +43,7 @@ def build_experiment(algo: str = "m3po", preset: str = "cpu") -> Experiment:
     spec = get_algorithm(algo)
     ex = Experiment("m3po", save_git_info=False)
     run_keys = {
-        "algo": algo,  # algorithm (m3po.algos lists them)
+        "algo": algo,  # algorithm (suite.registry lists them)
         "run_dir": None,  # None: results/runs/{algo}/{task}/seed{seed}
         "progress": True,  # progress bar on stderr
         "mongo_url": None,  # also record to MongoDB (or set M3PO_MONGO_URL)

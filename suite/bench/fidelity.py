@@ -31,10 +31,10 @@ from typing import Any
 
 import yaml
 
-from m3po.bench.learning import TASKS, _run_one
 from m3po.config import ConfigError, check_overrides
 from m3po.envs.registry import ACTION_REPEAT as ENV_ACTION_REPEAT
-from m3po.runs import read_jsonl
+from m3po.record import read_jsonl
+from suite.bench.learning import TASKS, _run_one
 
 ALGOS = ("tdmpc2", "sac", "dreamerv3")
 AGENT_STEP = 100_000  # where ours and the published curves are compared, in agent steps
@@ -118,7 +118,7 @@ def _command(algo: str, task: str, seeds: int, steps: int, overrides: tuple[str,
 
 def _train(plan: list[tuple[Path, str, int, str]], steps: int, jobs: int, overrides: tuple[str, ...]) -> dict:
     """Train every planned run (finished ones are skipped by ``_run_one``); the failures by run dir."""
-    from m3po.algos import get_algorithm
+    from suite.registry import get_algorithm
 
     for algo in dict.fromkeys(a for *_, a in plan):
         missing = get_algorithm(algo).missing_requirements()

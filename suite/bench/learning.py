@@ -23,58 +23,36 @@ from typing import Any
 
 from m3po.config import check_overrides
 from m3po.errors import RunDirectoryError
-from m3po.runs import RUNTIME_KEYS
+from m3po.record import as_json, config_differences, read_status
 
 TASKS = ("cartpole-swingup", "reacher-easy", "walker-stand")
 NO_BONUS = ["bonus.alpha0=0.0"]
 
 
 def _resolved_config(updates: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What ``m3po train with UPDATES`` would record in config.json, and its preset's plain defaults
-    (runtime and run keys left out of both)."""
+    """What ``m3po train with UPDATES`` would record in config.json, and its preset's plain defaults."""
     from sacred.arg_parser import get_config_updates
 
     from m3po.config import merge
-    from m3po.experiment import RUN_KEYS, get_algorithm, resolve_config
+    from suite.experiment import get_algorithm, resolve_config
 
     parsed, _ = get_config_updates(updates)
     algo = parsed.get("algo", "m3po")
     spec = get_algorithm(algo)
-    defaults = json.loads(json.dumps(spec.preset_dict(parsed.get("preset", "cpu"))))  # as JSON records it
+    defaults = as_json(spec.preset_dict(parsed.get("preset", "cpu")))
     values = copy.deepcopy(defaults)
     merge(values, parsed)
-    wanted = json.loads(json.dumps({"algo": algo, **resolve_config(values).to_dict()}, default=str))
-    skip = (RUN_KEYS - {"algo"}) | RUNTIME_KEYS
-    return {k: v for k, v in wanted.items() if k not in skip}, defaults
-
-
-def _config_diff(recorded: Any, wanted: Any, default: Any, prefix: str = "") -> list[str]:
-    """Dotted keys where a recorded config differs from the wanted one. A key the record lacks (written
-    before the field existed) differs only if the wanted value is not the field's default."""
-    if isinstance(wanted, dict):
-        recorded = recorded if isinstance(recorded, dict) else {}
-        default = default if isinstance(default, dict) else {}
-        return [
-            key
-            for k in wanted
-            for key in (
-                _config_diff(recorded[k], wanted[k], default.get(k), f"{prefix}{k}.")
-                if k in recorded
-                else ([] if wanted[k] == default.get(k) else [f"{prefix}{k} (not recorded)"])
-            )
-        ]
-    return [] if recorded == wanted else [prefix.rstrip(".")]
+    return as_json({"algo": algo, **resolve_config(values).to_dict()}), defaults
 
 
 def _run_one(run_dir: Path, task: str, seed: int, steps: int, extra: list[str]) -> None:
     updates = [f"task={task}", f"seed={seed}", f"steps={steps}", *extra]
-    status = run_dir / "status.json"
-    if status.exists() and json.loads(status.read_text()).get("status") == "finished":
+    if read_status(run_dir).get("status") == "finished":
         # A finished run is read, not retrained, but only if it is the run this command asks for: a
         # run trained under an older default or another budget would pass stale figures off as new.
         recorded = json.loads((run_dir / "config.json").read_text())
         wanted, defaults = _resolved_config(updates)
-        diff = sorted(_config_diff(recorded, wanted, defaults))
+        diff = config_differences(recorded, wanted, defaults)
         if diff:
             raise RunDirectoryError(
                 f"{run_dir} holds a finished run with another config (differs in: {', '.join(diff)}); "
@@ -83,7 +61,7 @@ def _run_one(run_dir: Path, task: str, seed: int, steps: int, extra: list[str]) 
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "m3po.cli", "train", "with", *updates,
+        sys.executable, "-m", "suite.cli", "train", "with", *updates,
         f"run_dir={run_dir}", "progress=False", "threads=1",
     ]  # fmt: skip
     with (run_dir / "bench.log").open("a") as log:

@@ -5,7 +5,7 @@ cartpole-swingup + reacher-easy) in a temporary run directory, without evaluatio
 (``--threads``); the figure is agent steps over training seconds between its first and last
 train.jsonl rows (so start-up, and SAC's random warm-up before the first row, are left out). The run's
 length and the few preset overrides that keep it short are the registry's ``bench`` entry
-(:class:`m3po.algos.Algorithm`). An algorithm whose Python modules are missing is reported as such.
+(:class:`suite.registry.Algorithm`). An algorithm whose Python modules are missing is reported as such.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from m3po.algos import ALGORITHMS, Algorithm
+from suite.registry import ALGORITHMS, Algorithm
 
 TASK = "cartpole-swingup"
 TASK_SET = "cartpole-swingup,reacher-easy"
