@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
 from m3po.envs.registry import resolve_tasks
+from m3po.planner_config import PlannerConfig
 
 PRESETS = ("cpu", "paper")
 
@@ -60,27 +61,6 @@ class ModelConfig:
     init_log_std: float = 0.0  # the prior's log sigma at initialisation (stable-baselines3's PPO: 0)
     obs_norm: bool = True  # standardise observations by running per-task statistics (SB3's VecNormalize)
     policy_std: str = "state"  # state: log sigma is an actor output (TD-MPC2) | param: per task and dim (SB3)
-
-
-@dataclass
-class PlannerConfig:
-    """MPPI with a policy prior (TD-MPC2's planner; the spec's Eq. 2-3)."""
-
-    enabled: bool = True  # False: act with the prior alone (plain PPO, for ablations)
-    horizon: int = 3  # H, planning horizon
-    iterations: int = 6  # I, MPPI iterations per decision
-    num_samples: int = 512  # N, sequences scored per iteration (prior ones included)
-    num_pi_trajs: int = 24  # N_pi, prior rollouts reused in every iteration
-    num_elites: int = 64  # K, elites the Gaussian is refit to
-    temperature: float = 0.5  # tau, weights exp(tau * (J - max J))
-    min_std: float = 0.05  # sigma floor of the sampling Gaussian
-    max_std: float = 2.0  # sigma at the start of each decision
-    exec_noise: float = 0.0  # sigma_0, noise on the executed action in training (0 keeps it on the prior)
-    prior_centred: bool = True  # start at the prior's mean and sigma (issue 8), not at 0 and max_std
-    sample_space: str = "pretanh"  # pretanh: Gaussian over pre-tanh actions | action: TD-MPC2's, clamped
-    extra_iters_large_action: int = 2  # TD-MPC2 adds iterations when the action size is >= 20
-    prior_mix: float = 0.0  # chance per env and training decision of executing the prior's own sample
-    eval_action: str = "elite"  # in evaluation: elite (one drawn by weight, TD-MPC2) | mean (MPPI's mean)
 
 
 @dataclass

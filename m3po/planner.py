@@ -32,7 +32,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from m3po.config import PlannerConfig
+from m3po.planner_config import PlannerConfig
 
 # |pre-tanh action| bound: float32 tanh stays strictly inside (-1, 1) (it rounds to 1 past about 9) and
 # inside the clamp that TanhGaussian.log_prob applies (|a| <= 1 - 1e-6, i.e. |u| <= 7.25).

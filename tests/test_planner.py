@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from m3po.config import PlannerConfig
 from m3po.planner import MPPIPlanner, PlanOutput, shift_warm_start, trajectory_return
+from m3po.planner_config import PlannerConfig
 
 # Converges in a few iterations on the quadratic models below (TD-MPC2's sizes, more iterations).
 CFG = PlannerConfig(

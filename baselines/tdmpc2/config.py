@@ -13,13 +13,13 @@ from typing import Any
 
 from m3po.config import (
     ConfigError,
-    PlannerConfig,
     RunConfig,
     build_config,
     merge,
     preset_values,
     validate_run,
 )
+from m3po.planner_config import PlannerConfig
 
 
 def _official_planner() -> PlannerConfig:
