@@ -1,17 +1,21 @@
-"""The ``m3po`` command line: ``m3po tasks SUITE``, ``m3po bench NAME``."""
+"""The ``m3po`` command line: ``m3po tasks SUITE``, ``m3po train with ...``, ``m3po bench NAME``."""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib
+import importlib.util
 import json
+import os
+import re
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
 
 from m3po.config import ConfigError
 from m3po.envs.registry import SUITES, UnknownTaskError, suite_tasks
 from m3po.errors import RunDirectoryError
-from suite.bench.learning import TASKS as LEARNING_TASKS
 
 
 def _cmd_tasks(args: argparse.Namespace) -> int:
@@ -27,105 +31,63 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_envs(args: argparse.Namespace) -> dict[str, Any]:
-    from suite.bench import envs
-
-    return envs.run(seconds=args.seconds, scale_envs=args.scale_envs, scale_tasks=args.scale_tasks)
+BENCHMARKS = ("algos", "analysis", "dag", "envs", "eval-rules", "fidelity", "learning", "planner", "tdmpc2")
+"""``m3po bench NAME`` runs ``suite/bench/NAME.py`` (``-`` read as ``_``); see :mod:`suite.bench`."""
 
 
-def _bench_planner(args: argparse.Namespace) -> dict[str, Any]:
-    from suite.bench import planner
-
-    return planner.run()
+def _bench_module(name: str) -> str:
+    return f"suite.bench.{name.replace('-', '_')}"
 
 
-def _bench_learning(args: argparse.Namespace) -> dict[str, Any]:
-    from suite.bench import learning
-
-    return learning.run(
-        steps=args.steps,
-        seeds=args.seeds,
-        jobs=args.jobs,
-        alpha0_zero=args.alpha0_zero,
-        tasks=tuple(args.tasks.split(",")),
-        overrides=tuple(args.set),
-        name=args.variant_name,
-        algo=args.algo,
-    )
+def _summary(doc: str | None) -> str:
+    """A benchmark's help line: its docstring's first paragraph, without the ``m3po bench NAME`` in front."""
+    first = " ".join((doc or "").split("\n\n", 1)[0].split())
+    return re.sub(r"^``m3po bench [\w-]+``:\s*", "", first).replace("``", "`")
 
 
-def _bench_algos(args: argparse.Namespace) -> dict[str, Any]:
-    from suite.bench import algos
-    from suite.registry import get_algorithm
-
-    names = args.algos.split(",") if args.algos else None
-    for name in names or []:
-        get_algorithm(name)  # an unknown name fails here, listing the valid ones
-    return algos.run(threads=args.threads, algos=names)
+def _docstring(module: str) -> str | None:
+    """``module``'s docstring, read without importing it (some benchmarks import torch)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return f"(missing: {module.replace('.', '/')}.py)"
+    return ast.get_docstring(ast.parse(Path(spec.origin).read_text()))
 
 
-def _bench_fidelity(args: argparse.Namespace) -> dict[str, Any]:
-    from suite.bench import fidelity
-
-    return fidelity.run(
-        steps=args.steps,
-        seeds=args.seeds,
-        jobs=args.jobs,
-        algos=tuple(args.algos.split(",")) if args.algos else fidelity.ALGOS,
-        tasks=tuple(args.tasks.split(",")),
-        compare_only=args.compare_only,
-        overrides=tuple(args.set),
-        name=args.variant_name,
-    )
-
-
-def _bench_eval_rules(args: argparse.Namespace) -> dict[str, Any]:
-    from suite.bench import eval_rules
-
-    runs = [d for d in args.runs.split(",") if d]
-    return eval_rules.run(runs, episodes=args.episodes or None, threads=args.threads, overrides=args.set)
-
-
-def _bench_dag(args: argparse.Namespace) -> dict[str, Any]:
-    from suite.bench import dag
-
-    return dag.run()
-
-
-def _bench_analysis(args: argparse.Namespace) -> dict[str, Any]:
-    from analysis import bench
-
-    return bench.run()
-
-
-BENCHMARKS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-    "algos": _bench_algos,
-    "analysis": _bench_analysis,
-    "dag": _bench_dag,
-    "fidelity": _bench_fidelity,
-    "learning": _bench_learning,
-    "envs": _bench_envs,
-    "eval-rules": _bench_eval_rules,
-    "planner": _bench_planner,
-}
+def _add_benchmarks(bench: argparse.ArgumentParser, chosen: str | None) -> None:
+    """One subcommand per benchmark. Only ``chosen``'s module is imported, to declare its flags."""
+    names = bench.add_subparsers(dest="name", required=True, metavar="NAME")
+    for name in BENCHMARKS:
+        module = _bench_module(name)
+        if name != chosen:
+            names.add_parser(name, help=_summary(_docstring(module)))
+            continue
+        try:
+            loaded = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+            bench.error(f"{name}: {module.replace('.', '/')}.py is missing")
+        doc = (loaded.__doc__ or "").replace("``", "`")
+        parser = names.add_parser(
+            name,
+            help=_summary(loaded.__doc__),
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if hasattr(loaded, "add_arguments"):
+            loaded.add_arguments(parser)
+        parser.set_defaults(func=_cmd_bench, bench=loaded)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    print(json.dumps(BENCHMARKS[args.name](args)), flush=True)
+    declared = getattr(args.bench, "main", None)
+    figures = declared(args) if declared is not None else args.bench.run()
+    print(json.dumps(figures), flush=True)
     return 0
 
 
-def _positive(kind: type) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-        return value
-
-    return parse
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser of the command line ``argv``: of the benchmarks, only the one it names gets its flags."""
     parser = argparse.ArgumentParser(prog="m3po", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -140,42 +102,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("updates", nargs="*", help="'with' followed by key=value config updates")
     train.set_defaults(func=_cmd_train)
 
-    bench = commands.add_parser("bench", help="run a benchmark and print one JSON line of figures")
-    bench.add_argument("name", choices=sorted(BENCHMARKS))
-    bench.add_argument("--seconds", type=_positive(float), default=3.0, help="measuring time per setting")
-    bench.add_argument(
-        "--scale-envs", type=_positive(int), default=1024, help="envs of the start-up/memory test (0: skip)"
+    bench = commands.add_parser(
+        "bench",
+        help="run a benchmark and print one JSON line of figures",
+        description="Run a benchmark and print one JSON line of figures; m3po bench NAME --help: its flags.",
     )
-    bench.add_argument("--scale-tasks", default="mt80", help="task set of the start-up/memory test")
-    bench.add_argument("--steps", type=_positive(int), default=100_000, help="learning: agent steps per run")
-    bench.add_argument("--seeds", type=_positive(int), default=3, help="learning: seeds per task")
-    bench.add_argument("--jobs", type=_positive(int), default=2, help="learning: runs at a time")
-    bench.add_argument("--alpha0-zero", action="store_true", help="learning: also run without the bonus")
-    bench.add_argument("--tasks", default=",".join(LEARNING_TASKS), help="learning: comma-separated tasks")
-    bench.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="learning, fidelity: config override of the runs; eval-rules: of an extra rule (repeat)",
-    )
-    bench.add_argument("--variant-name", default="default", help="learning: name of the variant's run folder")
-    bench.add_argument("--algo", default="m3po", help="learning: the algorithm to train")
-    bench.add_argument("--threads", type=_positive(int), default=1, help="algos, eval-rules: torch threads")
-    bench.add_argument("--algos", default="", help="algos, fidelity: comma list of algorithms (default: all)")
-    bench.add_argument("--compare-only", action="store_true", help="fidelity: no training, compare")
-    bench.add_argument("--runs", default="", help="eval-rules: comma list of M3PO run directories")
-    bench.add_argument(
-        "--episodes", type=_positive(int), default=0, help="eval-rules: episodes (0: the run's own)"
-    )
-    bench.set_defaults(func=_cmd_bench)
+    _add_benchmarks(bench, argv[1] if len(argv) > 1 and argv[0] == "bench" else None)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # The reader left early (m3po tasks dmc39 | head -1): as the Python docs advise (signal module,
+        # "Note on SIGPIPE"), point stdout at devnull so that the flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (UnknownTaskError, ConfigError, RunDirectoryError) as err:
         print(f"m3po: error: {err}", file=sys.stderr)
         return 2

@@ -46,3 +46,11 @@ def test_bad_run_directories_fail_before_any_evaluation(tmp_path):
         eval_rules.run([str(tmp_path)])
     with pytest.raises(ConfigError, match="--runs"):
         eval_rules.run([])
+
+
+def test_the_command_line_without_runs_is_one_clear_error(capsys):
+    from suite.cli import main
+
+    assert main(["bench", "eval-rules", "--episodes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("m3po: error: ") and "--runs" in err and "Traceback" not in err

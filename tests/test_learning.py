@@ -70,3 +70,23 @@ def test_the_learning_bar_reads_a_finished_run_only_if_it_is_the_run_asked_for(t
         learning._run_one(
             run_dir, "reacher-easy", 2, 1000, ["algo=m3po", "ppo.adam_eps=3e-5", "ppo.distill_coef=0.1"]
         )
+
+
+def test_the_command_line_passes_its_flags_and_the_old_defaults(monkeypatch, capsys):
+    from suite.bench import learning
+    from suite.cli import main
+
+    calls = []
+    monkeypatch.setattr(learning, "run", lambda **kwargs: calls.append(kwargs) or {"ok": True})
+    assert main(["bench", "learning"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"ok": True}
+    assert calls.pop() == {
+        "steps": 100_000, "seeds": 3, "jobs": 2, "alpha0_zero": False, "tasks": learning.TASKS,
+        "overrides": (), "name": "default", "algo": "m3po",
+    }  # fmt: skip
+    argv = ["--steps", "512", "--tasks", "reacher-easy", "--set", "a=1", "--set", "b=2", "--alpha0-zero"]
+    assert main(["bench", "learning", *argv, "--variant-name", "v", "--algo", "ppo"]) == 0
+    assert calls.pop() == {
+        "steps": 512, "seeds": 3, "jobs": 2, "alpha0_zero": True, "tasks": ("reacher-easy",),
+        "overrides": ("a=1", "b=2"), "name": "v", "algo": "ppo",
+    }  # fmt: skip

@@ -10,13 +10,15 @@ length and the few preset overrides that keep it short are the registry's ``benc
 
 from __future__ import annotations
 
+import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from suite.registry import ALGORITHMS, Algorithm
+from suite.bench import at_least
+from suite.registry import ALGORITHMS, Algorithm, get_algorithm
 
 TASK = "cartpole-swingup"
 TASK_SET = "cartpole-swingup,reacher-easy"
@@ -61,3 +63,15 @@ def run(threads: int = 1, algos: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="m3po-bench-algos-") as tmp:
         out["algos"] = {name: measure(ALGORITHMS[name], threads, Path(tmp)) for name in names}
     return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=at_least(int), default=1, help="torch threads")
+    parser.add_argument("--algos", default="", help="comma list of algorithms (default: all)")
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    names = args.algos.split(",") if args.algos else None
+    for name in names or []:
+        get_algorithm(name)  # an unknown name fails here, listing the valid ones
+    return run(threads=args.threads, algos=names)

@@ -5,11 +5,14 @@ Figures are rates measured within one run, so compare them as ratios: the machin
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from typing import Any
 
 import numpy as np
+
+from suite.bench import at_least
 
 TASK = "cartpole-swingup"
 ACTION_REPEAT = 2  # physics-control steps per agent step (see registry.ACTION_REPEAT)
@@ -117,3 +120,15 @@ def run(seconds: float = 3.0, scale_envs: int = 1024, scale_tasks: str = "mt80")
     if scale_envs:
         figures["scale"] = scale_figures(scale_tasks, scale_envs, steps=20)
     return figures
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=at_least(float), default=3.0, help="measuring time per setting")
+    parser.add_argument(
+        "--scale-envs", type=at_least(int), default=1024, help="envs of the start-up/memory test (0: skip)"
+    )
+    parser.add_argument("--scale-tasks", default="mt80", help="task set of the start-up/memory test")
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    return run(seconds=args.seconds, scale_envs=args.scale_envs, scale_tasks=args.scale_tasks)

@@ -13,6 +13,7 @@ JSON line: per run its step and each rule's score, and per rule the mean over ru
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 from pathlib import Path
@@ -26,6 +27,7 @@ from m3po.envs import make_vec_env
 from m3po.envs.registry import resolve_tasks
 from m3po.errors import RunDirectoryError
 from m3po.runs import CHECKPOINT, evaluate_planning_agent
+from suite.bench import at_least
 
 RULES = ("elite", "mean", "prior")
 SET_RULE = "set"  # the extra rule of --set overrides
@@ -121,3 +123,21 @@ def run(
     rules = RULES + ((SET_RULE,) if parsed else ())
     means = {rule: round(sum(r[rule] for r in runs.values()) / len(runs), 1) for rule in rules}
     return {"runs": runs, "mean": means, **({"set": overrides} if parsed else {})}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", default="", help="comma list of M3PO run directories")
+    parser.add_argument("--episodes", type=at_least(int), default=0, help="episodes (0: the run's own)")
+    parser.add_argument("--threads", type=at_least(int), default=1, help="torch threads")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override of an extra rule (repeat)",
+    )
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    runs = [d for d in args.runs.split(",") if d]
+    return run(runs, episodes=args.episodes or None, threads=args.threads, overrides=args.set)

@@ -21,6 +21,7 @@ seed's entry; the others still train and are compared.
 
 from __future__ import annotations
 
+import argparse
 import importlib.resources
 import json
 import shlex
@@ -34,6 +35,7 @@ import yaml
 from m3po.config import ConfigError, check_overrides
 from m3po.envs.registry import ACTION_REPEAT as ENV_ACTION_REPEAT
 from m3po.record import read_jsonl
+from suite.bench import at_least
 from suite.bench.learning import TASKS, _run_one
 
 ALGOS = ("tdmpc2", "sac", "dreamerv3")
@@ -234,3 +236,35 @@ def run(
         figures[algo] = per_task
     figures["verdicts"] = counts
     return figures
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=at_least(int), default=AGENT_STEP, help="agent steps per run")
+    parser.add_argument("--seeds", type=at_least(int), default=3, help="seeds per task")
+    parser.add_argument("--jobs", type=at_least(int), default=2, help="runs at a time")
+    parser.add_argument(
+        "--algos", default="", help=f"comma list of algorithms (default: all, {', '.join(ALGOS)})"
+    )
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks")
+    parser.add_argument(
+        "--compare-only", action="store_true", help="train nothing: compare the runs that exist"
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override of the runs (repeat)"
+    )
+    parser.add_argument(
+        "--variant-name", default="default", help="name of the variant (needed with --set): its runs' folder"
+    )
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    return run(
+        steps=args.steps,
+        seeds=args.seeds,
+        jobs=args.jobs,
+        algos=tuple(args.algos.split(",")) if args.algos else ALGOS,
+        tasks=tuple(args.tasks.split(",")),
+        compare_only=args.compare_only,
+        overrides=tuple(args.set),
+        name=args.variant_name,
+    )

@@ -4,7 +4,7 @@ Trains M3PO on cartpole-swingup, reacher-easy and walker-stand, 3 seeds each, 10
 separate ``m3po train`` processes (``--jobs`` at a time, one torch thread each), and prints one JSON
 line: the mean final evaluation score per task with its per-seed values, and the share of clipped
 PPO ratios in the last iteration. ``--alpha0-zero`` adds the same runs without the exploration bonus.
-``--set KEY=VALUE`` (repeatable) trains a variant of the default config, stored under ``--name``;
+``--set KEY=VALUE`` (repeatable) trains a variant of the default config, stored under ``--variant-name``;
 ``--tasks`` picks a subset of the tasks (screening); ``--algo`` trains another registered algorithm on
 the same bar (e.g. ``ppo``, stable-baselines3's, for the README's side-by-side table).
 Runs live in ``results/bench/learning/{name}/{task}/seed{seed}`` (``{name}-alpha0=0`` without the
@@ -13,6 +13,7 @@ bonus); a finished run is read, not retrained, so an interrupted benchmark conti
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import subprocess
@@ -24,6 +25,7 @@ from typing import Any
 from m3po.config import check_overrides
 from m3po.errors import RunDirectoryError
 from m3po.record import as_json, config_differences, read_status
+from suite.bench import at_least
 
 TASKS = ("cartpole-swingup", "reacher-easy", "walker-stand")
 NO_BONUS = ["bonus.alpha0=0.0"]
@@ -34,7 +36,8 @@ def _resolved_config(updates: list[str]) -> tuple[dict[str, Any], dict[str, Any]
     from sacred.arg_parser import get_config_updates
 
     from m3po.config import merge
-    from suite.experiment import get_algorithm, resolve_config
+    from suite.experiment import resolve_config
+    from suite.registry import get_algorithm
 
     parsed, _ = get_config_updates(updates)
     algo = parsed.get("algo", "m3po")
@@ -121,3 +124,29 @@ def run(
             }
         figures[variant] = per_task
     return figures
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=at_least(int), default=100_000, help="agent steps per run")
+    parser.add_argument("--seeds", type=at_least(int), default=3, help="seeds per task")
+    parser.add_argument("--jobs", type=at_least(int), default=2, help="runs at a time")
+    parser.add_argument("--alpha0-zero", action="store_true", help="also run without the exploration bonus")
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override of the runs (repeat)"
+    )
+    parser.add_argument("--variant-name", default="default", help="name of the variant's run folder")
+    parser.add_argument("--algo", default="m3po", help="the algorithm to train")
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    return run(
+        steps=args.steps,
+        seeds=args.seeds,
+        jobs=args.jobs,
+        alpha0_zero=args.alpha0_zero,
+        tasks=tuple(args.tasks.split(",")),
+        overrides=tuple(args.set),
+        name=args.variant_name,
+        algo=args.algo,
+    )

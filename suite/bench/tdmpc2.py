@@ -1,14 +1,13 @@
-"""Timing of TD-MPC2: milliseconds per planning decision (one env) and per gradient update.
+"""``m3po bench tdmpc2``: TD-MPC2's milliseconds per planning decision (one env) and per gradient update.
 
-``python -m baselines.tdmpc2.bench`` prints one JSON line with the ``cpu`` and ``paper`` presets and the
-official 1M model size (``model_size: 1``: latent 128, encoder 256, MLP 384, two Q heads) beside them, so
-the presets' cost can be read as ratios measured in one process on one machine.
+Prints one JSON line with the ``cpu`` and ``paper`` presets and the official 1M model size
+(``model_size: 1``: latent 128, encoder 256, MLP 384, two Q heads) beside them, so the presets' cost can
+be read as ratios measured in one process on one machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any
 
@@ -18,6 +17,7 @@ from baselines.tdmpc2.agent import TDMPC2Agent
 from baselines.tdmpc2.buffer import Batch
 from baselines.tdmpc2.config import make_config
 from baselines.tdmpc2.world_model import num_parameters
+from suite.bench import at_least
 
 # The official size table's 1M entry (tdmpc2/common/__init__.py), with the official planner.
 OFFICIAL_1M = {"latent_dim": 128, "enc_dim": 256, "mlp_dim": 384, "num_enc_layers": 2, "num_q": 2}
@@ -68,18 +68,17 @@ def run(obs_dim: int = 5, act_dim: int = 1, decisions: int = 20, grad_steps: int
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--obs-dim", type=int, default=5, help="observation size (cartpole: 5)")
-    parser.add_argument("--act-dim", type=int, default=1, help="action size (cartpole: 1)")
-    parser.add_argument("--decisions", type=int, default=20, help="timed planning decisions per setting")
-    parser.add_argument("--updates", type=int, default=20, help="timed updates per setting")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    args = parser.parse_args()
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--obs-dim", type=at_least(int, 1), default=5, help="observation size (cartpole: 5)")
+    parser.add_argument("--act-dim", type=at_least(int, 1), default=1, help="action size (cartpole: 1)")
+    parser.add_argument(
+        "--decisions", type=at_least(int, 1), default=20, help="timed planning decisions per setting"
+    )
+    parser.add_argument("--updates", type=at_least(int, 1), default=20, help="timed updates per setting")
+    parser.add_argument("--threads", type=at_least(int), default=0, help="torch threads (0: torch's default)")
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(json.dumps(run(args.obs_dim, args.act_dim, args.decisions, args.updates)), flush=True)
-
-
-if __name__ == "__main__":
-    main()
+    return run(args.obs_dim, args.act_dim, args.decisions, args.updates)
