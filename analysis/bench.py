@@ -1,6 +1,7 @@
 """``m3po bench analysis``: seconds to collect and aggregate a synthetic paper-size grid.
 
-The grid: 7 algorithms (M3PO, PPO, SAC, DreamerV3 on dmc39 and mw50 one task per run; M3PO,
+``suite/bench/analysis.py`` gives :func:`run` the tasks and algorithms from the registries. The paper's
+grid: 7 algorithms (M3PO, PPO, SAC, DreamerV3 on dmc39 and mw50 one task per run; M3PO,
 TD-MPC2, MT-PPO, MT-SAC on mt80 as one run per seed), 169 tasks, 5 seeds, 100 evaluations per run
 (1,800 run directories, 338,000 evaluation rows). Aggregation is what the report computes per
 figure: IQM and mean with 95% intervals at every step (the curves and the verdicts read those),
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,21 @@ from analysis import aggregate, stats, synthetic
 from analysis.collect import collect
 
 
-def run(reps: int = 50_000, workers: int | None = None, rliable_reps: int = 100) -> dict[str, Any]:
+def run(
+    single: Mapping[str, Sequence[str]],
+    multi: Mapping[str, Sequence[str]],
+    single_algos: Sequence[str],
+    multi_algos: Sequence[str],
+    reps: int = 50_000,
+    workers: int | None = None,
+    rliable_reps: int = 100,
+) -> dict[str, Any]:
     """Write the grid, then time collection and aggregation.
 
+    :param single: single-task benchmarks, one run per task: suite -> tasks (the figures' ``dmc39``, ``mw50``)
+    :param multi: multi-task sets, one run per seed: suite -> tasks (fig3c's ``mt80``)
+    :param single_algos: algorithms of the single-task benchmarks
+    :param multi_algos: algorithms of the multi-task sets (one of them is fig3c's reference, ``m3po``)
     :param reps: bootstrap repetitions
     :param workers: threads (None: all cores)
     :param rliable_reps: repetitions of the rliable slice that is scaled up
@@ -35,7 +49,10 @@ def run(reps: int = 50_000, workers: int | None = None, rliable_reps: int = 100)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         start = time.perf_counter()
-        n_runs = synthetic.write_grid(root, synthetic.Grid())
+        grid = synthetic.Grid(
+            single=single, multi=multi, single_algos=tuple(single_algos), multi_algos=tuple(multi_algos)
+        )
+        n_runs = synthetic.write_grid(root, grid)
         write_s = time.perf_counter() - start
 
         start, cpu = time.perf_counter(), time.process_time()

@@ -1,15 +1,20 @@
 """Run records -> one tidy table of evaluations, plus a table of the runs left out and why.
 
-A run directory is any directory holding ``status.json`` (see ``m3po/train.py``): ``config.json``,
+A run directory is any directory holding ``status.json`` (see :mod:`m3po.record`): ``config.json``,
 ``status.json``, ``eval.jsonl`` and ``train.jsonl``. Only runs whose status is ``finished`` are
 aggregated; every other run, and every run whose files are missing or corrupt, goes to the
 ``excluded`` table with its reason, and never into the scores.
 
-Which algorithm and variant a run belongs to (the rule, in order):
+Which algorithm and variant a run belongs to:
 
-* ``algo``: ``config.json["algo"]`` when present; else the path component right after ``runs`` in
-  the run's path (``results/runs/{algo}/...``); else ``"m3po"`` (M3PO's own config has no ``algo``).
+* ``algo``: ``config.json["algo"]``, which every trainer writes (:class:`m3po.runs.RunRecord`). A
+  record without one is never guessed from its path: it is left out, the reason naming the file.
 * ``variant``: ``config.json["variant"]`` when present, else ``"default"``.
+
+The files are read by :mod:`m3po.record` (torch-free), more strictly than its ``read_jsonl`` alone:
+every line of a log must parse. That reader forgives a cut-off last line (a job killed mid-write,
+which its resume rewrites); a finished run has none to forgive, so here that line is corruption,
+as is a line that is not a JSON object.
 
 Scores: ``score`` is what the run logged (DMC return 0-1000, Meta-World success in %);
 ``normalized`` is the multi-task normalized score of ``benchmarks.md`` (DMC return / 10 and
@@ -24,12 +29,25 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from m3po.errors import RunDirectoryError
+from m3po.record import (
+    CONFIG_FILE,
+    EVAL_LOG,
+    FINISHED,
+    STATUS_FILE,
+    TRAIN_LOG,
+    read_config,
+    read_jsonl,
+    read_status,
+)
 
 SCORE_COLUMNS = (
     "algo", "task_set", "task", "seed", "variant", "step", "score", "return", "success",
@@ -111,59 +129,64 @@ def _suite_of(task_set: str, tasks: set[str]) -> tuple[str, str]:
     return task_set.replace(",", "+"), "multi"
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_object(run_dir: Path, name: str) -> dict[str, Any]:
+    """``status.json`` or ``config.json`` of a run, read by :mod:`m3po.record`.
+
+    :raises RunRecordError: the file is missing, corrupt or not a JSON object (the message names it)
+    """
+    path = run_dir / name
     if not path.exists():
-        raise RunRecordError(f"{path.name} is missing")
+        raise RunRecordError(f"{path} is missing")
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RunRecordError(f"{path.name} is corrupt: {err}") from err
+        data = read_status(run_dir) if name == STATUS_FILE else read_config(run_dir)
+    except RunDirectoryError as err:
+        raise RunRecordError(str(err)) from err
     if not isinstance(data, dict):
-        raise RunRecordError(f"{path.name} is not a JSON object")
+        raise RunRecordError(f"{path} is not a JSON object")
     return data
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Every line must parse: a finished run has no cut-off last line to forgive."""
-    text = path.read_text()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    # One parse of the whole file (per-line json.loads cost more than the rest of collect), taken
-    # when every line is one object; anything else is parsed line by line for the reason.
-    if all(line[0] == "{" and line[-1] == "}" for line in lines):
+def _read_log(path: Path) -> list[dict[str, Any]]:
+    """Rows of a finished run's JSON-lines log (:func:`m3po.record.read_jsonl`); every line must parse.
+
+    :raises RunRecordError: a line is corrupt (the last one too) or not a JSON object
+    """
+    try:
+        rows = read_jsonl(path)
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError as err:
+        raise RunRecordError(f"{path} is corrupt: {err}") from err
+    except RunDirectoryError as err:
+        raise RunRecordError(str(err)) from err
+    numbers = [number for number, line in enumerate(lines, 1) if line.strip()]
+    if len(rows) < len(numbers):  # read_jsonl dropped a cut-off last line: here it is corrupt
         try:
-            rows = json.loads("[" + ",".join(lines) + "]")
-        except json.JSONDecodeError:
-            rows = None
-        if rows is not None and len(rows) == len(lines) and all(isinstance(row, dict) for row in rows):
-            return rows
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
+            json.loads(lines[numbers[-1] - 1])
         except json.JSONDecodeError as err:
-            raise RunRecordError(f"{path.name} line {number} is corrupt: {err}") from err
+            raise RunRecordError(f"{path} line {numbers[-1]} is corrupt: {err}") from err
+    for number, row in zip(numbers, rows, strict=False):
         if not isinstance(row, dict):
-            raise RunRecordError(f"{path.name} line {number} is not a JSON object")
-        rows.append(row)
+            raise RunRecordError(f"{path} line {number} is not a JSON object")
     return rows
 
 
 def algo_of(config: dict[str, Any], run_dir: Path) -> str:
-    """The algorithm by the module's rule: config ``algo``, else the path component after ``runs``."""
-    if config.get("algo"):
-        return str(config["algo"])
-    parts = run_dir.resolve().parts
-    if "runs" in parts[:-1]:
-        return parts[parts.index("runs") + 1]
-    return "m3po"
+    """``config.json["algo"]`` of a run.
+
+    :raises RunRecordError: the config records no ``algo`` (the message names the file)
+    """
+    if not config.get("algo"):
+        raise RunRecordError(
+            f"{run_dir / CONFIG_FILE} records no 'algo' (every trainer writes it; "
+            "a record without one is not attributed by its path)"
+        )
+    return str(config["algo"])
 
 
-def _identity(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+def _identity(config: dict[str, Any], run_dir: Path, algo: str | None) -> dict[str, Any]:
     return {
         "run_dir": str(run_dir),
-        "algo": algo_of(config, run_dir),
+        "algo": algo,
         "task_set": str(config.get("task", "")),
         "seed": config.get("seed"),
         "variant": str(config.get("variant", "default")),
@@ -174,7 +197,7 @@ def _train_times(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, float,
     """(step, wall-clock, steps/s) of each iteration, by step, and the peak resident and peak GPU
     memory in GiB (NaN where the run did not record ``mem/peak_rss_mib`` or ``mem/peak_cuda_mib``);
     empty when train.jsonl is absent."""
-    rows = _read_jsonl(path) if path.exists() else []
+    rows = _read_log(path) if path.exists() else []
     steps = np.array([int(r["step"]) for r in rows], dtype=np.int64)
     wall = np.array([float(r.get("time/wall", math.nan)) for r in rows])
     sps = np.array([float(r.get("time/sps", math.nan)) for r in rows])
@@ -190,19 +213,22 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """One finished run's evaluations and its compute row.
 
     :param run_dir: the run directory
-    :raises RunRecordError: the run is not finished, or its files are missing or corrupt
+    :raises RunRecordError: the run is not finished, its files are missing or corrupt, or its config
+        records no ``algo`` (the message names the file)
     :returns: (``SCORE_COLUMNS`` -> column values, a ``COMPUTE_COLUMNS`` dict)
     """
-    status = _read_json(run_dir / "status.json")
-    config = _read_json(run_dir / "config.json")
-    if status.get("status") != "finished":
+    status = _read_object(run_dir, STATUS_FILE)
+    config = _read_object(run_dir, CONFIG_FILE)
+    if status.get("status") != FINISHED:
         error = f": {status['error']}" if status.get("error") else ""
         raise RunRecordError(f"status is {status.get('status')!r}{error}")
-    if not (run_dir / "eval.jsonl").exists():
-        raise RunRecordError("eval.jsonl is missing")
-    rows = _read_jsonl(run_dir / "eval.jsonl")
+    ident = _identity(config, run_dir, algo_of(config, run_dir))
+    eval_log = run_dir / EVAL_LOG
+    if not eval_log.exists():
+        raise RunRecordError(f"{eval_log} is missing")
+    rows = _read_log(eval_log)
     if not rows:
-        raise RunRecordError("eval.jsonl holds no evaluation")
+        raise RunRecordError(f"{eval_log} holds no evaluation")
     try:
         steps = np.array([row["step"] for row in rows], dtype=np.int64)
         score = np.array([row["score"] for row in rows], dtype=float)
@@ -213,14 +239,13 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         tasks = [str(row["task"]) for row in rows]
     except KeyError as err:
         missing = [key for key in EVAL_KEYS if any(key not in row for row in rows)]
-        raise RunRecordError(f"eval.jsonl rows lack {', '.join(missing)}") from err
+        raise RunRecordError(f"{eval_log} rows lack {', '.join(missing)}") from err
     except (TypeError, ValueError) as err:
-        raise RunRecordError(f"eval.jsonl holds a non-numeric value: {err}") from err
-    train_steps, wall, sps, peak_gib, peak_gpu_gib = _train_times(run_dir / "train.jsonl")
+        raise RunRecordError(f"{eval_log} holds a non-numeric value: {err}") from err
+    train_steps, wall, sps, peak_gib, peak_gpu_gib = _train_times(run_dir / TRAIN_LOG)
     # The wall-clock and speed of an evaluation are those of the last iteration at or before it.
     before = np.searchsorted(train_steps, steps, side="right") - 1
     known = before >= 0
-    ident = _identity(config, run_dir)
     suite, mode = _suite_of(ident["task_set"], set(tasks))
     n = len(rows)
     domains = {task: task_domain(task) for task in set(tasks)}
@@ -261,13 +286,14 @@ def _excluded_row(run_dir: Path, reason: str) -> dict[str, Any]:
     """What can still be told of a left-out run (its config and status may be unreadable)."""
     row: dict[str, Any] = dict.fromkeys(EXCLUDED_COLUMNS)
     row.update(run_dir=str(run_dir), reason=reason)
-    for name, keys in (("config.json", ()), ("status.json", ("status", "step", "steps_total"))):
+    for name, keys in ((CONFIG_FILE, ()), (STATUS_FILE, ("status", "step", "steps_total"))):
         try:
-            data = _read_json(run_dir / name)
+            data = _read_object(run_dir, name)
         except RunRecordError:
             continue
-        if name == "config.json":
-            row.update({k: v for k, v in _identity(data, run_dir).items() if k != "run_dir"})
+        if name == CONFIG_FILE:
+            ident = _identity(data, run_dir, str(data["algo"]) if data.get("algo") else None)
+            row.update({k: v for k, v in ident.items() if k != "run_dir"})
         else:
             row.update({k: data.get(k) for k in keys})
     return row
@@ -278,7 +304,7 @@ def find_runs(root: Path) -> list[Path]:
     status file is lost is still found and listed), sorted: a stable table order. (Sacred's own
     records beside a run hold a ``config.json`` but neither of these.)"""
     root = Path(root)
-    return sorted({path.parent for name in ("status.json", "eval.jsonl") for path in root.rglob(name)})
+    return sorted({path.parent for name in (STATUS_FILE, EVAL_LOG) for path in root.rglob(name)})
 
 
 def collect(root: Path) -> Collected:
@@ -292,7 +318,8 @@ def collect(root: Path) -> Collected:
         try:
             evals, comp = read_run(run_dir)
         except RunRecordError as err:
-            excluded.append(_excluded_row(run_dir, str(err)))
+            # The reason names the run's files relative to it (its own column holds the directory).
+            excluded.append(_excluded_row(run_dir, str(err).replace(f"{run_dir}{os.sep}", "")))
             continue
         for name in SCORE_COLUMNS:
             columns[name].append(evals[name])

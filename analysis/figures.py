@@ -20,8 +20,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import EngFormatter
+from rliable import plot_utils
 
-from analysis._rliable import plot_utils
 from analysis.aggregate import FigureResult, FigureSpec
 from analysis.stats import Estimate
 

@@ -32,8 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
-from analysis._rliable import library, metrics
+from rliable import library, metrics
 
 METRICS: tuple[str, ...] = ("iqm", "mean", "median", "optimality_gap")
 CURVE_METRICS: tuple[str, ...] = ("iqm", "mean")  # what the curves and the report read at every step

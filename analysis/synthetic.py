@@ -1,8 +1,11 @@
-"""Synthetic run directories in the exact format of ``m3po/train.py``, with known statistics.
+"""Synthetic run directories in the exact format of the trainers' run record (:mod:`m3po.record`),
+with known statistics.
 
 :func:`write_run` writes one run from given scores (tests compute the expected statistics by
 hand). :func:`write_grid` writes a whole benchmark grid whose final levels are the paper's claims
 (DMC return, Meta-World success %, MT80 normalized score), for the figures and the benchmark.
+Which tasks and algorithms make up a grid is the caller's to give (:class:`Grid`): this module knows
+no registry (``suite/bench/analysis.py`` builds the paper's grid from the registries).
 """
 
 from __future__ import annotations
@@ -16,10 +19,8 @@ from typing import Any
 import numpy as np
 
 from analysis.collect import task_domain
-from m3po.envs.registry import SUITES
+from m3po.record import CONFIG_FILE, EVAL_LOG, STATUS_FILE, TRAIN_LOG
 
-SINGLE_TASK_ALGOS: tuple[str, ...] = ("m3po", "ppo", "sac", "dreamerv3")
-MULTI_TASK_ALGOS: tuple[str, ...] = ("m3po", "tdmpc2", "mt-ppo", "mt-sac")
 # Final levels as a fraction of a task's maximum (1000 return / 100 %): the paper's readings.
 LEVELS: dict[str, dict[str, float]] = {
     "dmc39": {"m3po": 0.80, "ppo": 0.58, "dreamerv3": 0.49, "sac": 0.40},
@@ -43,7 +44,7 @@ def write_run(
     task_set: str,
     seed: int,
     scores: Mapping[int, Mapping[str, float]],
-    algo: str | None = None,
+    algo: str,
     status: str = "finished",
     variant: str | None = None,
     num_envs: int = 8,
@@ -59,7 +60,7 @@ def write_run(
     :param task_set: ``config.json["task"]``
     :param seed: run seed
     :param scores: step -> task -> score (DMC return, or Meta-World success in %)
-    :param algo: written to ``config.json`` when given (M3PO's own config has none)
+    :param algo: ``config.json["algo"]`` (as every trainer writes it)
     :param status: ``finished``, ``running``, ``interrupted`` or ``failed``
     :param variant: written to ``config.json`` when given
     :param num_envs: vectorized envs
@@ -74,13 +75,11 @@ def write_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     steps = sorted(scores)
     last = steps[-1] if steps else 0
-    config: dict[str, Any] = {"task": task_set, "seed": seed, "steps": last, "num_envs": num_envs}
-    config.update(preset="cpu", bonus={"alpha0": alpha0}, planner={"horizon": horizon})
-    if algo is not None:
-        config["algo"] = algo
+    config: dict[str, Any] = {"algo": algo, "task": task_set, "seed": seed, "steps": last}
+    config.update(num_envs=num_envs, preset="cpu", bonus={"alpha0": alpha0}, planner={"horizon": horizon})
     if variant is not None:
         config["variant"] = variant
-    _dump(run_dir / "config.json", config)
+    _dump(run_dir / CONFIG_FILE, config)
     record: dict[str, Any] = {
         "status": status,
         "step": last,
@@ -108,8 +107,8 @@ def write_run(
         record["final_score"] = evals[-1]["score_mean"] if evals else None
     if error is not None:
         record["error"] = error
-    _dump(run_dir / "status.json", record)
-    _dump_lines(run_dir / "eval.jsonl", evals)
+    _dump(run_dir / STATUS_FILE, record)
+    _dump_lines(run_dir / EVAL_LOG, evals)
     train = [
         {"step": step, "iteration": i + 1, "time/sps": sps, "time/wall": step / sps, "loss/total": 1.0}
         for i, step in enumerate(steps)
@@ -117,7 +116,7 @@ def write_run(
     if peak_rss_mib is not None:
         for row in train:
             row["mem/peak_rss_mib"] = peak_rss_mib
-    _dump_lines(run_dir / "train.jsonl", train)
+    _dump_lines(run_dir / TRAIN_LOG, train)
     return run_dir
 
 
@@ -135,28 +134,28 @@ def curve(level: float, steps: np.ndarray, steps_total: int) -> np.ndarray:
 class Grid:
     """A synthetic benchmark grid.
 
-    :param single_suites: benchmarks run one task per run (``dmc39``, ``mw50``)
-    :param multi_suites: task sets run as one multi-task run (``mt80``)
+    :param single: benchmarks run one task per run: suite -> its tasks (e.g. ``dmc39``, ``mw50``)
+    :param multi: task sets run as one multi-task run per seed: suite -> its tasks (e.g. ``mt80``)
+    :param single_algos: algorithms of the single-task benchmarks (registry names)
+    :param multi_algos: algorithms of the multi-task sets (registry names)
     :param seeds: run seeds
     :param evals: evaluation points per run
     :param steps_total: budget of every run
     :param noise: standard deviation of a run's deviation from the curve, as a fraction of the maximum
-    :param single_algos: algorithms of the single-task benchmarks
-    :param multi_algos: algorithms of the multi-task sets
     :param task_limit: use only the first tasks of each suite (None: all)
-    :param levels: suite -> algorithm -> final fraction
+    :param levels: suite -> algorithm -> final fraction (every suite and algorithm of the grid)
     """
 
-    single_suites: tuple[str, ...] = ("dmc39", "mw50")
-    multi_suites: tuple[str, ...] = ("mt80",)
+    single: Mapping[str, Sequence[str]]
+    multi: Mapping[str, Sequence[str]]
+    single_algos: tuple[str, ...]
+    multi_algos: tuple[str, ...]
     seeds: tuple[int, ...] = (1, 2, 3, 4, 5)
     evals: int = 100
     steps_total: int = 1_000_000
     noise: float = 0.05
-    single_algos: tuple[str, ...] = SINGLE_TASK_ALGOS
-    multi_algos: tuple[str, ...] = MULTI_TASK_ALGOS
     task_limit: int | None = None
-    levels: dict[str, dict[str, float]] = field(default_factory=lambda: LEVELS)
+    levels: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: LEVELS)
 
 
 def _task_scores(
@@ -180,22 +179,24 @@ def _task_scores(
 def write_grid(root: Path, grid: Grid, seed: int = 0) -> int:
     """Write every run of ``grid`` under ``root/runs/{algo}/{task}/seed{seed}``.
 
-    M3PO's configs carry no ``algo`` (as ``m3po/train.py`` writes them); the baselines' do.
-
     :param root: results directory
     :param grid: what to write
     :param seed: seed of the synthetic noise
+    :raises ValueError: ``grid.levels`` has no level for one of its suites and algorithms
     :returns: number of run directories written
     """
     rng = np.random.default_rng(seed)
     steps = np.linspace(grid.steps_total / grid.evals, grid.steps_total, grid.evals).astype(int)
     written = 0
     jobs: list[tuple[str, str, list[str]]] = []
-    for suite in grid.single_suites:
-        tasks = list(SUITES[suite][: grid.task_limit])
+    for suite, suite_tasks in grid.single.items():
+        tasks = list(suite_tasks[: grid.task_limit])
         jobs += [(algo, suite, [task]) for algo in grid.single_algos for task in tasks]
-    for suite in grid.multi_suites:
-        jobs += [(algo, suite, list(SUITES[suite][: grid.task_limit])) for algo in grid.multi_algos]
+    for suite, suite_tasks in grid.multi.items():
+        jobs += [(algo, suite, list(suite_tasks[: grid.task_limit])) for algo in grid.multi_algos]
+    unknown = sorted({f"{suite}/{algo}" for algo, suite, _ in jobs if algo not in grid.levels.get(suite, {})})
+    if unknown:
+        raise ValueError(f"no synthetic level for {', '.join(unknown)}; give them in Grid.levels")
     for algo, suite, tasks in jobs:
         task_set = tasks[0] if len(tasks) == 1 else suite
         for run_seed in grid.seeds:
@@ -205,7 +206,7 @@ def write_grid(root: Path, grid: Grid, seed: int = 0) -> int:
                 task_set=task_set,
                 seed=run_seed,
                 scores=scores,
-                algo=None if algo == "m3po" else algo,
+                algo=algo,
                 num_envs=1024 if len(tasks) > 1 else 8,
             )
             written += 1

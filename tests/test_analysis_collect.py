@@ -19,6 +19,7 @@ def _runs(root: Path) -> Path:
         task_set="walker-walk",
         seed=1,
         scores={100: {"walker-walk": 400.0}, 200: {"walker-walk": 1200.0}},
+        algo="m3po",
         sps=50.0,
     )
     synthetic.write_run(
@@ -35,6 +36,7 @@ def _runs(root: Path) -> Path:
         task_set="walker-walk",
         seed=3,
         scores={100: {"walker-walk": 1.0}},
+        algo="m3po",
         status="running",
     )
     synthetic.write_run(
@@ -42,19 +44,32 @@ def _runs(root: Path) -> Path:
         task_set="walker-walk",
         seed=4,
         scores={100: {"walker-walk": 1.0}},
+        algo="m3po",
         status="failed",
         error="NaN loss",
     )
     corrupt = synthetic.write_run(
-        runs / "m3po" / "x" / "seed5", task_set="walker-walk", seed=5, scores={100: {"walker-walk": 1.0}}
+        runs / "m3po" / "x" / "seed5",
+        task_set="walker-walk",
+        seed=5,
+        scores={100: {"walker-walk": 1.0}},
+        algo="m3po",
     )
     (corrupt / "eval.jsonl").write_text('{"step": 100, "task": "walker-walk"\n')
     no_status = synthetic.write_run(
-        runs / "m3po" / "x" / "seed6", task_set="walker-walk", seed=6, scores={100: {"walker-walk": 1.0}}
+        runs / "m3po" / "x" / "seed6",
+        task_set="walker-walk",
+        seed=6,
+        scores={100: {"walker-walk": 1.0}},
+        algo="m3po",
     )
     (no_status / "status.json").unlink()
     bad_status = synthetic.write_run(
-        runs / "m3po" / "x" / "seed7", task_set="walker-walk", seed=7, scores={100: {"walker-walk": 1.0}}
+        runs / "m3po" / "x" / "seed7",
+        task_set="walker-walk",
+        seed=7,
+        scores={100: {"walker-walk": 1.0}},
+        algo="m3po",
     )
     (bad_status / "status.json").write_text("{not json")
     return runs
@@ -77,13 +92,13 @@ def test_columns_rules_and_normalization(tmp_path: Path) -> None:
     table = collect.collect(_runs(tmp_path)).scores
     assert list(table.columns) == list(collect.SCORE_COLUMNS)
     single = table[table["seed"] == 1].set_index("step")
-    # M3PO's config has no algo: the path component after runs/ decides.
+    # The algorithm is config.json's (every trainer writes it).
     assert set(single["algo"]) == {"m3po"} and set(single["variant"]) == {"default"}
     assert (single.loc[200, "normalized"], single.loc[100, "normalized"]) == (100.0, 40.0)  # capped at 100
     assert set(single["suite"]) == {"dmc39"} and set(single["mode"]) == {"single"}
     assert single.loc[200, "wall_clock"] == pytest.approx(4.0) and single.loc[200, "sps"] == 50.0
     multi = table[table["seed"] == 2].set_index("task")
-    assert set(multi["algo"]) == {"ppo"} and set(multi["variant"]) == {"alpha0=0"}  # config beats the path
+    assert set(multi["algo"]) == {"ppo"} and set(multi["variant"]) == {"alpha0=0"}  # not the path's "other"
     assert multi.loc["walker-walk", "normalized"] == 0.0  # capped at 0
     assert multi.loc["mw-reach", "normalized"] == 90.0 and multi.loc["mw-reach", "success"] == 0.9
     assert set(multi["mode"]) == {"multi"}
@@ -102,8 +117,41 @@ def test_tables_written_as_parquet_and_csv(tmp_path: Path) -> None:
     assert compute["peak_gpu_memory"].isna().all()  # CPU runs record no GPU memory
 
 
-def test_algo_rule_without_runs_component(tmp_path: Path) -> None:
+def test_a_record_without_algo_is_left_out_naming_its_file(tmp_path: Path) -> None:
+    """No guess from the path: ``runs/m3po/...`` does not make a run M3PO's."""
     run = synthetic.write_run(
-        tmp_path / "elsewhere", task_set="walker-walk", seed=1, scores={1: {"walker-walk": 1.0}}
+        tmp_path / "runs" / "m3po" / "walker-walk" / "seed1",
+        task_set="walker-walk",
+        seed=1,
+        scores={1: {"walker-walk": 1.0}},
+        algo="m3po",
     )
-    assert collect.algo_of(json.loads((run / "config.json").read_text()), run) == "m3po"
+    config = json.loads((run / "config.json").read_text())
+    del config["algo"]
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(collect.RunRecordError, match=f"{run / 'config.json'} records no 'algo'"):
+        collect.algo_of(config, run)
+    got = collect.collect(tmp_path)
+    assert got.scores.empty and len(got.excluded) == 1
+    row = got.excluded.iloc[0]
+    assert row["reason"].startswith("config.json records no 'algo'") and row["run_dir"] == str(run)
+    assert row["algo"] is None and row["seed"] == 1 and row["status"] == "finished"
+
+
+def test_every_line_of_a_finished_runs_log_must_parse(tmp_path: Path) -> None:
+    """m3po.record.read_jsonl forgives a cut-off last line (a running job's); collect does not."""
+    scores = {100: {"walker-walk": 1.0}, 200: {"walker-walk": 2.0}}
+    logs = {
+        1: ("train.jsonl", b'{"step": 100, "time/sps": 1.0}\n{"step": 2'),  # cut off mid-write
+        2: ("eval.jsonl", b'{"step": 100}\n[1, 2]\n'),  # not an object
+        3: ("eval.jsonl", b"\xff\n"),  # not UTF-8
+    }
+    for seed, (name, data) in logs.items():
+        run = synthetic.write_run(
+            tmp_path / f"seed{seed}", task_set="walker-walk", seed=seed, scores=scores, algo="m3po"
+        )
+        (run / name).write_bytes(data)
+    reasons = dict(zip(*collect.collect(tmp_path).excluded[["seed", "reason"]].to_numpy().T, strict=True))
+    assert reasons[1].startswith("train.jsonl line 2 is corrupt")
+    assert reasons[2] == "eval.jsonl line 2 is not a JSON object"
+    assert reasons[3].startswith("eval.jsonl is corrupt")

@@ -11,6 +11,7 @@ import pytest
 from analysis import figures, report, synthetic
 from analysis.aggregate import AlgoResult, FigureResult
 from analysis.stats import Estimate
+from suite.bench.analysis import grid
 
 CLAIM = {
     "id": "c",
@@ -66,7 +67,7 @@ def test_range_value_and_statement_verdicts() -> None:
 
 
 def _grid(root: Path) -> Path:
-    synthetic.write_grid(root, synthetic.Grid(seeds=(1, 2, 3), evals=4, task_limit=3, noise=0.02))
+    synthetic.write_grid(root, synthetic.Grid(**grid(), seeds=(1, 2, 3), evals=4, task_limit=3, noise=0.02))
     rng = np.random.default_rng(0)
     for num_envs, level, spread in ((256, 0.9, 0.01), (4096, 0.5, 0.1)):
         for seed in (1, 2, 3):
@@ -86,6 +87,7 @@ def _grid(root: Path) -> Path:
                 root / "runs" / "m3po" / "ablation" / f"alpha{alpha0}" / f"seed{seed}",
                 task_set="walker-walk,cheetah-run",
                 seed=seed,
+                algo="m3po",
                 variant=f"alpha0={alpha0}",
                 alpha0=alpha0,
                 scores={1000: {"walker-walk": score + seed, "cheetah-run": score}},
