@@ -27,7 +27,8 @@ class Algorithm:
     :param name: the registry name (``algo=NAME``)
     :param task_mode: ``single`` (one task only), ``multi`` (a task set of two or more) or ``any``
     :param config_class: the config dataclass (a :class:`m3po.config.RunConfig` subclass)
-    :param presets: preset name -> overrides of the dataclass defaults
+    :param presets: preset name -> overrides of the dataclass defaults (the package's presets YAML, read
+        with :func:`m3po.config.load_presets`)
     :param validate: ``cfg -> cfg``, raising :class:`m3po.config.ConfigError` for a bad value
     :param train: ``"module:function"`` of the train entry ``(cfg, run_dir, on_metrics, progress) -> dict``
     :param requires: Python modules the train entry needs (checked by :meth:`missing_requirements`)

@@ -1,25 +1,35 @@
 """The M3PO configuration: one typed dataclass, grouped by concern, with ``cpu`` and ``paper`` presets.
 
 Every field says in a comment what it is; ``(choice)`` marks what the paper leaves open
-(see ``shared/spec/m3po-algorithm.md``).
+(see ``shared/spec/m3po-algorithm.md``). The presets' values, with the source of each, are in
+``presets.yaml`` beside this file.
 
 :class:`RunConfig` holds the fields every algorithm's config shares (task, seed, budget, evaluation,
-checkpoints, device); :func:`preset_values`, :func:`build_config` and :func:`validate_run` build and
-check any algorithm's config dataclass the same way (see :mod:`suite.registry`).
+checkpoints, device); :func:`load_presets`, :func:`preset_values`, :func:`build_config` and
+:func:`validate_run` load, build and check any algorithm's config dataclass the same way (see
+:mod:`suite.registry`). A validated config of a preset comes from the algorithm's registry entry:
+:meth:`m3po.algorithm.Algorithm.make_config` (M3PO's: ``m3po.registration.make_config``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, get_type_hints
 
-from m3po.envs.registry import resolve_tasks
+import yaml
+
+from m3po.envs.registry import resolve_tasks, task_info
 from m3po.planner_config import PlannerConfig
 
-PRESETS = ("cpu", "paper")
+PRESETS = ("cpu", "paper")  # the preset names every algorithm has
+# Metadata of the RunConfig fields that say where and how fast a run executes, not what it computes: a
+# resume may change them (m3po.record.RUNTIME_KEYS, standard-library only, lists the same names).
+_RUNTIME = {"runtime": True}
 
 
 @dataclass
@@ -31,16 +41,19 @@ class RunConfig:
     seed: int = 1  # run seed (env i gets seed + i)
     steps: int = 100_000  # agent-step budget, summed over envs
     num_envs: int = 8  # vectorized environments
-    vec_mode: str = "sync"  # sync | async
+    vec_mode: str = field(default="sync", metadata=_RUNTIME)  # sync | async
     eval_every: int = 10_000  # agent steps between evaluations
     eval_episodes: int = 10  # evaluation episodes per task
     checkpoint_every: int = 20_000  # agent steps between checkpoints
-    device: str = "auto"  # auto (CUDA when present, else CPU) | cpu | cuda | cuda:N
-    threads: int = 0  # torch threads (0: leave torch's default)
+    device: str = field(default="auto", metadata=_RUNTIME)  # auto (CUDA if present) | cpu | cuda | cuda:N
+    threads: int = field(default=0, metadata=_RUNTIME)  # torch threads (0: leave torch's default)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (what Sacred stores)."""
         return dataclasses.asdict(self)
+
+
+RUNTIME_FIELDS: frozenset[str] = frozenset(f.name for f in fields(RunConfig) if f.metadata.get("runtime"))
 
 
 @dataclass
@@ -127,30 +140,46 @@ class M3POConfig(RunConfig):
     wm: WorldModelLossConfig = field(default_factory=WorldModelLossConfig)  # world-model losses
 
 
-# Per-preset values; ``paper`` is TD-MPC2's 5M-parameter size and planner (a GPU run), ``cpu`` is
-# sized for 2 cores (a planning decision for 16 envs in a few milliseconds).
-PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
-    "paper": {
-        "num_envs": 32,
-        "model": {"latent_dim": 512, "enc_dim": 256, "num_enc_layers": 2, "mlp_dim": 512},
-        "planner": {"num_samples": 512, "num_pi_trajs": 24, "num_elites": 64, "iterations": 6},
-        "ppo": {"rollout_len": 128, "minibatch_size": 1024},
-    },
-    "cpu": {
-        "num_envs": 8,
-        "model": {"latent_dim": 64, "enc_dim": 128, "num_enc_layers": 1, "mlp_dim": 128, "num_bins": 51},
-        # A light planner: every sample is an elite, so MPPI reweights prior-like sequences rather than
-        # moving far off the prior (heavier settings broke the PPO ratio; see docs/m3po.md).
-        "planner": {"num_samples": 16, "num_pi_trajs": 8, "num_elites": 16, "iterations": 1},
-        # 2048 transitions per update in minibatches of 64, as stable-baselines3's PPO defaults: with 64-step
-        # rollouts and 128-sample minibatches neither plain PPO nor M3PO learned cartpole in 30k steps.
-        "ppo": {"rollout_len": 256, "minibatch_size": 64},
-    },
-}
-
-
 class ConfigError(ValueError):
     """A bad configuration value; the message names the field and what is valid."""
+
+
+# A float written 1e-4 (no dot) is a string to YAML 1.1, which PyYAML reads: presets write 1.0e-4.
+_FLOAT_AS_STRING = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def load_presets(path: str | Path, key: str | None = None) -> dict[str, dict[str, Any]]:
+    """Preset name -> overrides of a config dataclass's defaults, from a YAML file.
+
+    :param path: the YAML file (one mapping per preset, a comment with the source beside each value)
+    :param key: the file's top-level section to read (a file holding several algorithms' presets)
+    :raises ConfigError: when the file does not map preset names to mappings, or holds a float that
+        YAML reads as a string (``1e-4``: write ``1.0e-4``)
+    """
+    where = f"{path}" + (f" [{key}]" if key is not None else "")
+    data = yaml.safe_load(Path(path).read_text())
+    if key is not None:
+        data = data[key]
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ConfigError(f"{where} must map each preset name to a mapping of overrides")
+
+    def check(values: dict[str, Any], prefix: str) -> None:
+        for name, value in values.items():
+            if isinstance(value, dict):
+                check(value, f"{prefix}{name}.")
+            elif isinstance(value, str) and _FLOAT_AS_STRING.fullmatch(value):
+                raise ConfigError(
+                    f"{where}: {prefix}{name}: {value} reads as a string in YAML; write floats with a dot "
+                    "(1.0e-4, not 1e-4)"
+                )
+
+    for preset, values in data.items():
+        check(values, f"{preset}.")
+    return data
+
+
+# Per-preset overrides of M3POConfig's defaults, with the source of each value: presets.yaml.
+PRESET_OVERRIDES: dict[str, dict[str, Any]] = load_presets(Path(__file__).with_name("presets.yaml"))
 
 
 def check_overrides(overrides: Sequence[str]) -> None:
@@ -177,11 +206,6 @@ def preset_values(cls: type[RunConfig], overrides: dict[str, dict[str, Any]], pr
     values = cls(preset=preset).to_dict()
     merge(values, overrides[preset])
     return values
-
-
-def preset_dict(preset: str) -> dict[str, Any]:
-    """The full M3PO config dict of a preset (defaults with the preset's overrides applied)."""
-    return preset_values(M3POConfig, PRESET_OVERRIDES, preset)
 
 
 def build_config(cls: type, values: dict[str, Any], path: str = "") -> Any:
@@ -256,10 +280,50 @@ def validate_run(config: RunConfig, presets: tuple[str, ...] = PRESETS) -> tuple
             raise ConfigError(f"{name} must be >= 0, got {_get(config, name)}")
     if config.num_envs < 1:
         raise ConfigError(f"num_envs must be >= 1, got {config.num_envs}")
+    check_device(config.device)
     tasks = resolve_tasks(config.task)  # UnknownTaskError names the closest valid names
     if config.num_envs < len(tasks):
         raise ConfigError(f"num_envs={config.num_envs} is smaller than the task set ({len(tasks)} tasks)")
+    if any(task_info(t).domain == "dmlab" for t in tasks):
+        _check_dmlab(config.task)
     return tasks
+
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_device(device: str) -> None:
+    """``device`` must read auto, cpu, cuda or cuda:N, and a CUDA device must exist here.
+
+    Torch is imported only for a ``cuda`` device, so that checking other configs stays light.
+
+    :raises ConfigError: naming the device and the valid ones
+    """
+    if not _DEVICE.fullmatch(device):
+        raise ConfigError(f"device={device!r} is not valid; choose one of: auto, cpu, cuda, cuda:N")
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r}, but CUDA is not available here; valid here: auto, cpu")
+    index, count = int(device.partition(":")[2] or 0), torch.cuda.device_count()
+    if index >= count:
+        raise ConfigError(
+            f"device={device!r}, but this machine has {count} CUDA device(s); valid: auto, cpu, cuda, "
+            + ", ".join(f"cuda:{i}" for i in range(count))
+        )
+
+
+def _check_dmlab(task: str) -> None:
+    """A DMLab-30 task needs ``deepmind_lab``; its absence is a config error (how to build it) before
+    any work starts, rather than a traceback when the first environment is made."""
+    from m3po.envs.dmlab import DMLabNotInstalledError, import_deepmind_lab
+
+    try:
+        import_deepmind_lab()
+    except DMLabNotInstalledError as err:
+        raise ConfigError(f"task={task!r} cannot run here: {err}") from err
 
 
 def validate(config: M3POConfig) -> M3POConfig:
@@ -302,13 +366,11 @@ def validate(config: M3POConfig) -> M3POConfig:
     return config
 
 
-def make_config(preset: str = "cpu", **updates: Any) -> M3POConfig:
-    """A validated config: the preset's values with ``updates`` (nested dicts for sections) applied.
+def __getattr__(name: str) -> Any:
+    # Transitional: make_config and preset_dict are M3PO's registry entry's (m3po.registration); these
+    # names forward there until every caller imports them from m3po.registration.
+    if name in ("make_config", "preset_dict"):
+        from m3po import registration
 
-    :param preset: ``cpu`` or ``paper``
-    :param updates: field overrides, e.g. ``steps=1000, planner={"horizon": 5}``
-    """
-    values = preset_dict(preset)
-    merge(values, updates)
-    values["preset"] = preset
-    return validate(build_config(M3POConfig, values))
+        return getattr(registration, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,8 +12,10 @@ observer is added when ``mongo_url=...`` or the ``M3PO_MONGO_URL`` environment v
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +29,25 @@ from suite.registry import ALGOS, get_algorithm
 # tqdm draws the progress bar on stderr; Sacred's default fd capture would swallow its redraws.
 SETTINGS.CAPTURE_MODE = "sys"
 
-__all__ = ["ALGOS", "build_experiment", "default_run_dir", "resolve_config", "run_from_args"]
-# Keys of a run that are not fields of the algorithm's config.
-RUN_KEYS = {"algo", "run_dir", "progress", "mongo_url"}
+__all__ = [
+    "ALGOS", "RUN_KEYS", "LaunchOptions", "build_experiment", "default_run_dir", "resolve_config",
+    "run_from_args",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """The keys of ``m3po train`` that are not fields of the algorithm's config: which algorithm runs,
+    where the run is recorded and how it reports (the run's ``config.json`` records ``algo`` alone)."""
+
+    algo: str = "m3po"  # algorithm (suite.registry lists them)
+    run_dir: str | None = None  # None: results/runs/{algo}/{task}/seed{seed}
+    progress: bool = True  # progress bar on stderr
+    mongo_url: str | None = None  # also record to MongoDB (or set M3PO_MONGO_URL)
+
+
+# The launch keys' names: a run's keys are these and the fields of the algorithm's config.
+RUN_KEYS: frozenset[str] = frozenset(f.name for f in dataclasses.fields(LaunchOptions))
 
 
 def default_run_dir(algo: str, task: str, seed: int) -> Path:
@@ -42,13 +60,7 @@ def build_experiment(algo: str = "m3po", preset: str = "cpu") -> Experiment:
     algorithm's config for ``preset`` (every field overridable: ``steps=...``, ``planner.horizon=5``)."""
     spec = get_algorithm(algo)
     ex = Experiment("m3po", save_git_info=False)
-    run_keys = {
-        "algo": algo,  # algorithm (suite.registry lists them)
-        "run_dir": None,  # None: results/runs/{algo}/{task}/seed{seed}
-        "progress": True,  # progress bar on stderr
-        "mongo_url": None,  # also record to MongoDB (or set M3PO_MONGO_URL)
-    }
-    ex.add_config({**run_keys, **spec.preset_dict(preset)})
+    ex.add_config({**dataclasses.asdict(LaunchOptions(algo=algo)), **spec.preset_dict(preset)})
 
     @ex.main
     def main(_config: dict[str, Any], _run: Any) -> dict[str, Any]:
@@ -75,7 +87,7 @@ def resolve_config(values: dict[str, Any]) -> RunConfig:
             f"valid: {', '.join(sorted(config_fields | RUN_KEYS))}"
         )
     updates = {k: v for k, v in values.items() if k in config_fields and k != "preset"}
-    return spec.make_config(values.get("preset", "cpu"), **updates)
+    return spec.make_config(values.get("preset", RunConfig.preset), **updates)
 
 
 def library_versions() -> dict[str, str]:
@@ -119,12 +131,11 @@ def run_from_args(argv: list[str]) -> dict[str, Any]:
     updates, named = get_config_updates(argv)
     if named:
         raise ConfigError(f"named configs are not supported: {named}")
-    defaults = {"algo": "m3po", "preset": "cpu", "task": "cartpole-swingup", "seed": 1, "run_dir": None}
-    merged = {**defaults, **{k: v for k, v in updates.items() if k in defaults}}
+    algo = updates.get("algo", LaunchOptions.algo)
     # Validate before anything starts or any directory is made.
-    resolve_config({**defaults, **updates})
-    ex = build_experiment(merged["algo"], merged["preset"])
-    run_dir = Path(merged["run_dir"] or default_run_dir(merged["algo"], str(merged["task"]), merged["seed"]))
+    cfg = resolve_config({**dataclasses.asdict(LaunchOptions()), **updates})
+    ex = build_experiment(algo, cfg.preset)
+    run_dir = Path(updates.get("run_dir") or default_run_dir(algo, cfg.task, cfg.seed))
     updates["run_dir"] = str(run_dir)
     sacred_dir = run_dir / "sacred"
     sacred_dir.mkdir(parents=True, exist_ok=True)

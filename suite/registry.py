@@ -16,8 +16,10 @@ How a new algorithm plugs in
    num_envs, vec_mode, eval_every, eval_episodes, checkpoint_every, device, threads), with the
    algorithm's own settings in nested dataclass sections, one comment per field. Keep its module
    light (no heavy imports): the config is resolved and checked before any work starts.
-2. Its presets (``cpu``, ``paper``): each preset's overrides of the dataclass defaults, with the
-   source of each value beside it.
+2. Its presets (``cpu``, ``paper``): each preset's overrides of the dataclass defaults in a YAML file
+   beside the config (``presets.yaml``; a header listing the sources, the source of each value in a
+   comment beside it), read with :func:`m3po.config.load_presets` (add the file to ``pyproject.toml``'s
+   package-data).
 3. ``validate(cfg) -> cfg``: call :func:`m3po.config.validate_run` first (preset, task names, budget),
    then check the algorithm's own fields, raising :class:`m3po.config.ConfigError` naming the bad
    value and the valid ones.

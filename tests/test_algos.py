@@ -88,3 +88,13 @@ def test_bench_reports_an_algorithm_with_missing_modules_without_running_it(tmp_
     with pytest.raises(ConfigError, match="no_such_module_m3po"):
         algo.load_train()
     assert not any(tmp_path.iterdir())
+
+
+def test_module_level_make_config_is_the_registry_entrys():
+    from baselines.tdmpc2 import registration as tdmpc2
+    from m3po import registration as m3po
+
+    for module, name in ((m3po, "m3po"), (tdmpc2, "tdmpc2")):
+        assert module.make_config.__self__ is ALGORITHMS[name]
+        assert module.make_config.__func__ is Algorithm.make_config
+        assert module.preset_dict.__func__ is Algorithm.preset_dict

@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from m3po.config import PRESETS, ConfigError, M3POConfig, make_config
+from m3po.config import PRESETS, RUNTIME_FIELDS, ConfigError, M3POConfig, RunConfig, check_device
+from m3po.registration import make_config
 
 
 def test_presets_differ_in_size_and_validate():
@@ -62,3 +63,43 @@ def test_bad_values_are_named(updates, match):
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="cpu, paper"):
         make_config("gpu")
+
+
+@pytest.mark.parametrize("device", ["tpu", "gpu", "cuda0", "cuda:", "cuda:x", "CPU"])
+def test_a_bad_device_names_the_valid_ones(device):
+    with pytest.raises(ConfigError, match=rf"device='{device}' is not valid; choose one of: auto, cpu, cuda"):
+        make_config("cpu", device=device)
+
+
+def test_cuda_must_be_present_when_asked_for(monkeypatch):
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device='cuda', but CUDA is not available here"):
+            make_config("cpu", device="cuda")
+    # As on a machine with one GPU: cuda and cuda:0 are valid, cuda:1 is not.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert make_config("cpu", device="cuda:0").device == "cuda:0"
+    check_device("cuda")
+    with pytest.raises(ConfigError, match=r"device='cuda:1', but this machine has 1 CUDA device.*cuda:0"):
+        check_device("cuda:1")
+
+
+def test_cpu_and_auto_devices_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from m3po.config import check_device; check_device('cpu'); check_device('auto'); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_the_run_records_runtime_keys_are_the_runtime_marked_fields():
+    from m3po.record import RUNTIME_KEYS
+
+    assert RUNTIME_FIELDS == RUNTIME_KEYS == {"threads", "device", "vec_mode"}
+    assert RUNTIME_FIELDS <= {f.name for f in dataclasses.fields(RunConfig)}

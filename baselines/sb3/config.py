@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from m3po.config import ConfigError, RunConfig, validate_run
+from m3po.config import ConfigError, RunConfig, load_presets, validate_run
 
 HYPERPARAMS = Path(__file__).with_name("hyperparams.yaml")
 
@@ -76,7 +74,7 @@ class SACRunConfig(RunConfig):
 
 def presets(algo: str) -> dict[str, dict[str, Any]]:
     """``{"cpu": overrides, "paper": overrides}`` of ``algo`` from ``hyperparams.yaml``."""
-    return yaml.safe_load(HYPERPARAMS.read_text())[algo]
+    return load_presets(HYPERPARAMS, algo)
 
 
 def _positive(values: dict[str, Any], section: str) -> None:

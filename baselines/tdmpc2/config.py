@@ -3,22 +3,18 @@
 Defaults are the official ones (``nicklashansen/tdmpc2``: ``tdmpc2/config.yaml`` with ``model_size: 5``,
 ``common/__init__.py``'s size table, ``envs/__init__.py``'s seed-step rule, ``trainer/online_trainer.py``'s
 one update per environment step). Fields the official single-env code does not have (``num_envs``,
-``utd_ratio``) are ours and default to what the official code does with one env.
+``utd_ratio``) are ours and default to what the official code does with one env. The presets' values,
+with the source of each, are in ``presets.yaml`` beside this file; a validated config of a preset comes
+from the registry entry (``baselines.tdmpc2.registration.make_config``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from m3po.config import (
-    ConfigError,
-    RunConfig,
-    build_config,
-    merge,
-    preset_values,
-    validate_run,
-)
+from m3po.config import ConfigError, RunConfig, load_presets, validate_run
 from m3po.planner_config import PlannerConfig
 
 
@@ -78,39 +74,14 @@ class TDMPC2Config(RunConfig):
     planner: PlannerConfig = field(default_factory=_official_planner)  # MPPI (m3po.planner, TD-MPC2 mode)
 
 
-# Each preset's overrides of the defaults above (which are the official 5M values).
-PRESETS: dict[str, dict[str, Any]] = {
-    # The official single-env online setting; the budget and evaluation interval of TD-MPC2's published
-    # DMControl curves (evaluated every 100k agent steps).
-    "paper": {"num_envs": 1, "steps": 1_000_000, "eval_every": 100_000, "checkpoint_every": 100_000},
-    # About 10x cheaper per agent step (one decision + one update) than the official 1M model on 2 CPU
-    # cores (``python -m baselines.tdmpc2.bench``; docs/tdmpc2.md has the numbers): smaller widths, two Q
-    # heads as the official 1M model has, half the batch, a quarter of the planner's samples and half its
-    # iterations. The algorithm (losses, horizon, seed steps, one update per agent step) is unchanged.
-    "cpu": {
-        "num_envs": 1,
-        "steps": 100_000,
-        "eval_every": 10_000,
-        "checkpoint_every": 20_000,
-        "latent_dim": 64,
-        "enc_dim": 128,
-        "mlp_dim": 128,
-        "task_dim": 32,
-        "num_q": 2,
-        "batch_size": 128,
-        "planner": {"num_samples": 128, "num_pi_trajs": 8, "num_elites": 16, "iterations": 3},
-    },
-}
+# Each preset's overrides of the defaults above (which are the official 5M values), with the source of
+# each value: presets.yaml.
+PRESETS: dict[str, dict[str, Any]] = load_presets(Path(__file__).with_name("presets.yaml"))
 
 _POSITIVE = (
     "num_envs", "batch_size", "latent_dim", "enc_dim", "num_enc_layers", "mlp_dim", "num_q", "num_bins",
     "buffer_size", "log_every", "simnorm_dim",
 )  # fmt: skip
-
-
-def preset_dict(preset: str) -> dict[str, Any]:
-    """The full config dict of a preset (defaults with the preset's overrides applied)."""
-    return preset_values(TDMPC2Config, PRESETS, preset)
 
 
 def validate(cfg: TDMPC2Config) -> TDMPC2Config:
@@ -155,19 +126,17 @@ def validate(cfg: TDMPC2Config) -> TDMPC2Config:
     return cfg
 
 
-def make_config(preset: str = "cpu", **updates: Any) -> TDMPC2Config:
-    """A validated config: the preset's values with ``updates`` (a dict for ``planner``) applied.
-
-    :param preset: ``cpu`` or ``paper``
-    :param updates: field overrides, e.g. ``steps=1000, planner={"iterations": 2}``
-    """
-    values = preset_dict(preset)
-    merge(values, updates)
-    values["preset"] = preset
-    return validate(build_config(TDMPC2Config, values))
-
-
 def seed_steps(cfg: TDMPC2Config, episode_length: int) -> int:
     """Random-action steps: official ``max(1000, 5 * episode_length)``, rounded up to whole env batches."""
     steps = max(1000, 5 * episode_length) if cfg.seed_steps == -1 else cfg.seed_steps
     return -(-steps // cfg.num_envs) * cfg.num_envs
+
+
+def __getattr__(name: str) -> Any:
+    # Transitional: make_config and preset_dict are TD-MPC2's registry entry's
+    # (baselines.tdmpc2.registration); these names forward there until every caller imports them from it.
+    if name in ("make_config", "preset_dict"):
+        from baselines.tdmpc2 import registration
+
+        return getattr(registration, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
