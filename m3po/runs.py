@@ -44,15 +44,17 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from m3po.envs import make_vec_env
 from m3po.errors import NonFiniteLossError, RunDirectoryError
+
+if TYPE_CHECKING:
+    from m3po.trainer.schedule import TrainState
 from m3po.record import (
     CONFIG_FILE,
     EVAL_LOG,
@@ -99,20 +101,6 @@ def peak_memory_mib(device: torch.device) -> dict[str, float]:
     if device.type == "cuda":
         peak["mem/peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     return peak
-
-
-@dataclass
-class TrainState:
-    """Counters a checkpoint carries beside the agent."""
-
-    step: int = 0  # agent steps so far, summed over envs
-    iteration: int = 0  # updates so far
-    next_eval: int = 0  # agent step at which the next evaluation runs
-    next_checkpoint: int = 0  # agent step at which the next checkpoint is written
-    wall_time: float = 0.0  # training seconds before this attempt
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class RunRecord:

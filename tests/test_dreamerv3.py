@@ -61,7 +61,7 @@ def test_dreamerv3_writes_a_complete_run_record_and_resumes_from_sheeprl_checkpo
     assert checkpoint["state"]["step"] == 48
     assert (tmp_path / checkpoint["sheeprl_checkpoint"]).name == "ckpt_48_0.ckpt"
     sheeprl_state = torch.load(tmp_path / checkpoint["sheeprl_checkpoint"], weights_only=False)
-    assert sheeprl_state["per_rank_gradient_steps"] == checkpoint["state"]["iteration"] > 0
+    assert sheeprl_state["per_rank_gradient_steps"] == checkpoint["state"]["updates"] > 0
     with pytest.raises(RunDirectoryError, match="finished run"):
         train(cfg, tmp_path, progress=False)
 

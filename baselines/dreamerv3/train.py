@@ -43,7 +43,8 @@ from sheeprl.utils.callback import CheckpointCallback
 from baselines.dreamerv3.config import DreamerV3RunConfig
 from m3po.envs import task_dims
 from m3po.errors import RunDirectoryError
-from m3po.runs import MetricsCallback, RunRecord, TrainState, evaluate, peak_memory_mib, resolve_device
+from m3po.runs import MetricsCallback, evaluate
+from m3po.trainer import Trainer
 
 ALGO = "dreamerv3"
 OBS_KEY = "state"  # the MLP key of our vector observations in sheeprl's dict observations
@@ -123,8 +124,8 @@ class RecordCheckpointCallback(CheckpointCallback):
         self._run.on_checkpoint(fabric, ckpt_path, state)
 
 
-class DreamerV3Run:
-    """One DreamerV3 run in ``run_dir``.
+class DreamerV3Run(Trainer):
+    """One DreamerV3 run in ``run_dir``, on the trainer base; sheeprl's ``main`` is the loop.
 
     :param cfg: the validated config
     :param run_dir: the run's own directory
@@ -139,22 +140,12 @@ class DreamerV3Run:
         on_metrics: MetricsCallback | None = None,
         progress: bool = True,
     ) -> None:
-        self.cfg = cfg
-        self.run_dir = Path(run_dir).resolve()
+        super().__init__(cfg, Path(run_dir).resolve(), on_metrics, progress, algo=ALGO)
         self.sheeprl_dir = self.run_dir / "sheeprl"
-        self.device = resolve_device(cfg.device)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        self.progress = progress
-        self.record = RunRecord(self.run_dir, ALGO, cfg.to_dict(), cfg.steps, self.device, on_metrics)
-        self.state = TrainState()  # iteration: sheeprl's gradient steps so far
         self.obs_dim, self.act_dim = task_dims(cfg.task)
-        self.last_eval: float | None = None
         self._pending: dict[int, dict[str, float]] = {}
         self._window_step = 0
         self._window_start = 0.0
-        self._segment_start = 0.0  # wall-clock start of the training since the last checkpoint
-        self._bar: Any = None
         self._sheeprl_cfg: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------------ sheeprl config
@@ -228,12 +219,9 @@ class DreamerV3Run:
         from sheeprl.cli import check_configs, run_algorithm
 
         cfg, record = self.cfg, self.record
-        checkpoint = record.open()
+        checkpoint = self.open()
         resume_from = None
-        resumed_from = None
         if checkpoint is not None:
-            self.state = TrainState(**checkpoint["state"])
-            resumed_from = self.state.step
             resume_from = self.run_dir / checkpoint["sheeprl_checkpoint"]
             if not resume_from.exists():
                 raise RunDirectoryError(
@@ -241,18 +229,16 @@ class DreamerV3Run:
                     "which is missing; delete the run directory to start again"
                 )
         self.sheeprl_dir.mkdir(parents=True, exist_ok=True)
-        record.start_attempt(self.state, resumed_from, sheeprl=_sheeprl_version())
-        self.last_eval = record.last_score()
+        self.start_attempt(sheeprl=_sheeprl_version())
         run_id = uuid.uuid4().hex
         _RUNS[run_id] = self
         try:
             with record.guard(lambda: self.state):
                 self._sheeprl_cfg = self.sheeprl_config(run_id, resume_from)
                 check_configs(self._sheeprl_cfg)
-                if self.state.step == 0 and not record.eval_log.rows:
+                if self.needs_first_eval():
                     self._evaluate(None)
                 self._open_window()
-                self._bar = self._progress_bar()
                 run_algorithm(self._sheeprl_cfg)
                 self.flush_metrics()
                 if self.state.step < cfg.steps:
@@ -261,29 +247,12 @@ class DreamerV3Run:
                     )
         finally:
             _RUNS.pop(run_id, None)
-            if self._bar is not None:
-                self._bar.close()
-        record.finish(self.state, self.last_eval)
-        return {
-            "step": self.state.step,
-            "final_score": self.last_eval,
-            "wall_time": self.state.wall_time,
-            "resumed_from": resumed_from,
-            "warnings": record.warnings,
-        }
+            self.bar.close()
+        return self.finish()
 
     def _open_window(self) -> None:
-        self._segment_start = time.perf_counter()
-        self._window_start = self._segment_start
+        self._window_start = time.perf_counter()
         self._window_step = self.state.step
-
-    def _progress_bar(self) -> Any:
-        if not self.progress:
-            return None
-        from tqdm import tqdm
-
-        cfg = self.cfg
-        return tqdm(total=cfg.steps, initial=self.state.step, unit="step", desc=f"dreamerv3 {cfg.task}")
 
     # ---------------------------------------------------------------------------------- hooks
     def add_metrics(self, metrics: dict[str, float], step: int) -> None:
@@ -298,7 +267,7 @@ class DreamerV3Run:
             now = time.perf_counter()
             self._pending[step] = {
                 "time/sps": (step - self._window_step) / max(now - self._window_start, 1e-9),
-                "time/wall": self.state.wall_time + now - self._segment_start,
+                "time/wall": self.wall_time(),
             }
             self._window_step, self._window_start = step, now
         row = self._pending[step]
@@ -308,11 +277,7 @@ class DreamerV3Run:
     def flush_metrics(self) -> None:
         """Write the gathered metrics as train.jsonl rows."""
         for step, metrics in sorted(self._pending.items()):
-            metrics.update(peak_memory_mib(self.device))
-            self.record.log_train({"step": step}, metrics)
-            if self._bar is not None:
-                self._bar.update(step - self._bar.n)
-                self._bar.set_postfix(sps=f"{metrics['time/sps']:.2f}", eval=_fmt(self.last_eval))
+            self.log_row({"step": step}, metrics)
         self._pending.clear()
 
     def on_checkpoint(self, fabric: Any, ckpt_path: str, state: dict[str, Any]) -> None:
@@ -320,17 +285,13 @@ class DreamerV3Run:
         cfg = self.cfg
         self.flush_metrics()
         self.state.step = int(state["iter_num"]) * cfg.num_envs  # one process: iter_num counts its iterations
-        self.state.iteration = int(state["per_rank_gradient_steps"])
-        started = time.perf_counter()
+        self.state.updates = int(state["per_rank_gradient_steps"])
         if self.state.step >= self.state.next_eval or self.state.step >= cfg.steps:
             # Building the player draws initial weights: training's random streams are left as they were.
             cuda = [self.device.index or 0] if self.device.type == "cuda" else []
             with torch.random.fork_rng(devices=cuda):
                 self._evaluate(state, fabric)
-        self.state.wall_time += started - self._segment_start
-        self.record.save_checkpoint(
-            {"state": self.state.as_dict(), "sheeprl_checkpoint": os.path.relpath(ckpt_path, self.run_dir)}
-        )
+        self.save_checkpoint({"sheeprl_checkpoint": os.path.relpath(ckpt_path, self.run_dir)})
         self.record.write_status("running", self.state, attempts=self.record.attempts)
         # Evaluation and checkpoint time stay out of time/sps and time/wall.
         self._open_window()
@@ -364,7 +325,7 @@ class DreamerV3Run:
         from sheeprl.algos.dreamer_v3.agent import build_agent
 
         if self.cfg.eval_episodes == 0:
-            self._advance_next_eval()
+            self.schedule.evaluated(self.state)
             return
         if fabric is None:
             fabric = self._fabric()
@@ -382,23 +343,14 @@ class DreamerV3Run:
             actions = player.get_actions(torch_obs, greedy=True)
             return torch.cat(actions, -1).reshape(n, -1).cpu().numpy()
 
-        rows = evaluate(policy, [self.cfg.task], self.cfg.seed, self.state.step, n, player.init_states)
-        self.last_eval = self.record.log_eval(rows)
-        self._advance_next_eval()
-
-    def _advance_next_eval(self) -> None:
-        while self.state.next_eval <= self.state.step:
-            self.state.next_eval += self.cfg.eval_every or self.cfg.steps
+        cfg = self.cfg
+        self.log_eval(evaluate(policy, [cfg.task], cfg.seed, self.state.step, n, player.init_states))
 
 
 def _sheeprl_version() -> str:
     from importlib.metadata import version
 
     return version("sheeprl")
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
 
 
 def train(

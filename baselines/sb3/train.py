@@ -23,36 +23,26 @@ from __future__ import annotations
 
 import io
 import pickle
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
-from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from baselines.sb3.config import PPORunConfig, SACRunConfig
 from baselines.sb3.envs import TaskSetVecEnv, append_one_hot, make_sb3_vec_env
 from baselines.sb3.multitask import MTSAC, MaskedActorCriticPolicy, MTSACPolicy
 from m3po.envs.registry import resolve_tasks
-from m3po.runs import (
-    MetricsCallback,
-    RunRecord,
-    TrainState,
-    episode_seed,
-    evaluate,
-    peak_memory_mib,
-    resolve_device,
-)
+from m3po.runs import MetricsCallback, episode_seed, evaluate
+from m3po.trainer import MetricWindow, Trainer
 
 
-class SB3Run:
-    """One run of an SB3 baseline.
+class SB3Run(Trainer):
+    """One run of an SB3 baseline, on the trainer base; SB3's ``learn`` is the loop.
 
     :param algo: ``ppo``, ``sac``, ``mt-ppo`` or ``mt-sac``
     :param cfg: the validated config
@@ -69,61 +59,40 @@ class SB3Run:
         on_metrics: MetricsCallback | None = None,
         progress: bool = True,
     ) -> None:
-        self.algo = algo
-        self.cfg = cfg
+        super().__init__(cfg, run_dir, on_metrics, progress, algo=algo)
         self.multi_task = algo.startswith("mt-")
         self.on_policy = isinstance(cfg, PPORunConfig)
         self.tasks = resolve_tasks(cfg.task)
-        self.device = resolve_device(cfg.device)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        self.progress = progress
-        self.record = RunRecord(Path(run_dir), algo, cfg.to_dict(), cfg.steps, self.device, on_metrics)
-        self.state = TrainState(next_eval=0, next_checkpoint=cfg.checkpoint_every or cfg.steps)
-        self.last_eval: float | None = None
-        self.evaluated_at: int | None = None  # agent step of the last evaluation
 
     # ----------------------------------------------------------------------------- the run
     def run(self) -> dict[str, Any]:
         """Train to ``cfg.steps`` (resuming if the run directory has a checkpoint); return a summary."""
-        cfg, record = self.cfg, self.record
-        checkpoint = record.open()
+        cfg = self.cfg
+        checkpoint = self.open()
         venv = make_sb3_vec_env(self.tasks, cfg.num_envs, cfg.seed, cfg.vec_mode, self.multi_task)
         try:
-            resumed_from = None
             if checkpoint is None:
                 self.venv = self._normalize(venv, None)
                 self.model = self._build(self.venv)
             else:
-                self.state = TrainState(**checkpoint["state"])
-                resumed_from = self.state.step
                 self.venv = self._normalize(venv, checkpoint["vec_normalize"])
                 self.model = self._load(checkpoint, self.venv)
             self.model.set_logger(Logger(folder=None, output_formats=[]))
-            record.start_attempt(self.state, resumed_from, sb3_class=type(self.model).__name__)
-            self.last_eval = record.last_score()
-            self.evaluated_at = record.eval_log.rows[-1]["step"] if record.eval_log.rows else None
+            self.start_attempt(sb3_class=type(self.model).__name__)
             callback = _RecordCallback(self)
-            with record.guard(lambda: self.state):
-                if self.state.step == 0 and not record.eval_log.rows:
+            with self.record.guard(lambda: self.state):
+                if self.needs_first_eval():
                     self.evaluate_now()
-                    self.state.next_eval = cfg.eval_every or cfg.steps
                 remaining = cfg.steps - self.model.num_timesteps
                 if remaining > 0:  # else the final checkpoint (written after the final evaluation) is here
                     self.model.learn(
                         remaining, callback=callback, log_interval=None, reset_num_timesteps=False
                     )
                     callback.close()
-            record.finish(self.state, self.last_eval)
+            return self.finish()
         finally:
+            self.bar.close()
             venv.close()
-        return {
-            "step": self.state.step,
-            "final_score": self.last_eval,
-            "wall_time": self.state.wall_time,
-            "resumed_from": resumed_from,
-            "warnings": record.warnings,
-        }
 
     # -------------------------------------------------------------------------- the model
     def _normalize(self, venv: VecEnv, saved: bytes | None) -> VecEnv:
@@ -192,7 +161,7 @@ class SB3Run:
         model.set_random_seed(episode_seed(self.cfg.seed, self.state.step))
         return model
 
-    def save_checkpoint(self) -> None:
+    def checkpoint_now(self) -> None:
         """Model, replay buffer (SAC) and normalisation statistics (PPO), with the run's counters."""
         model_bytes = io.BytesIO()
         self.model.save(model_bytes)
@@ -202,13 +171,8 @@ class SB3Run:
             self.model.save_replay_buffer(buffer)
             buffer_bytes = buffer.getvalue()
         normalize = pickle.dumps(self.venv) if isinstance(self.venv, VecNormalize) else None
-        self.record.save_checkpoint(
-            {
-                "model": model_bytes.getvalue(),
-                "replay_buffer": buffer_bytes,
-                "vec_normalize": normalize,
-                "state": self.state.as_dict(),
-            }
+        self.save_checkpoint(
+            {"model": model_bytes.getvalue(), "replay_buffer": buffer_bytes, "vec_normalize": normalize}
         )
 
     # ------------------------------------------------------------------------- evaluation
@@ -223,9 +187,8 @@ class SB3Run:
 
     def evaluate_now(self) -> None:
         """Evaluate at the current step (the shared protocol) and log it."""
-        rows = evaluate(self.policy, self.tasks, self.cfg.seed, self.state.step, self.cfg.eval_episodes)
-        self.last_eval = self.record.log_eval(rows)
-        self.evaluated_at = self.state.step
+        cfg = self.cfg
+        self.log_eval(evaluate(self.policy, self.tasks, cfg.seed, self.state.step, cfg.eval_episodes))
 
 
 class _RecordCallback(BaseCallback):
@@ -234,82 +197,55 @@ class _RecordCallback(BaseCallback):
     def __init__(self, run: SB3Run) -> None:
         super().__init__()
         self.run = run
-        self.bar = None
 
     def _on_training_start(self) -> None:
-        if self.run.progress:
-            from tqdm import tqdm
-
-            desc = f"{self.run.algo} {self.run.cfg.task}"
-            self.bar = tqdm(total=self.run.cfg.steps, initial=self.run.state.step, unit="step", desc=desc)
-        self.attempt_start = time.perf_counter()
-        self.window_start = time.perf_counter()
-        self.window_step = self.run.state.step
-        log_every = getattr(self.run.cfg, "log_every", None)
-        self.next_row = self.run.state.step + log_every if log_every else None
+        self.window = MetricWindow(self.run.state.step)
 
     def _on_rollout_start(self) -> None:
-        if self.num_timesteps == self.window_step:
+        run = self.run
+        if self.num_timesteps == self.window.step:
             return  # nothing trained since the last row
-        if isinstance(self.model, OnPolicyAlgorithm):
+        run.state.step = self.num_timesteps
+        if run.schedule.log_due(run.state):
+            run.schedule.logged(run.state)
             self._row()
-        elif self.num_timesteps >= self.next_row:
-            self._row()
-            while self.next_row <= self.num_timesteps:
-                self.next_row += self.run.cfg.log_every
         self._evaluate_and_checkpoint()
 
     def _on_step(self) -> bool:
         return True
 
     def _row(self) -> None:
-        state, step = self.run.state, self.num_timesteps
-        now = time.perf_counter()
-        metrics: dict[str, float] = {}
+        state = self.run.state
         for key, value in self.logger.name_to_value.items():
             if isinstance(value, int | float | np.number) and not isinstance(value, bool):
-                metrics[key] = float(value)
-        self.logger.dump(step)  # clears SB3's values (this logger has no outputs)
+                self.window.add({key: float(value)})
+        self.logger.dump(self.num_timesteps)  # clears SB3's values (this logger has no outputs)
         episodes = self.model.ep_info_buffer
         if episodes:
-            metrics["rollout/ep_rew_mean"] = float(np.mean([e["r"] for e in episodes]))
-        metrics["time/sps"] = (step - self.window_step) / max(now - self.window_start, 1e-9)
-        metrics["time/wall"] = state.wall_time + now - self.attempt_start
-        metrics.update(peak_memory_mib(self.run.device))
-        state.step = step
+            self.window.add({"rollout/ep_rew_mean": float(np.mean([e["r"] for e in episodes]))})
+        state.step = self.num_timesteps
         state.iteration += 1
-        self.run.record.log_train({"step": step, "iteration": state.iteration}, metrics)
-        if self.bar is not None:
-            self.bar.update(step - self.window_step)
-        self.window_step, self.window_start = step, time.perf_counter()
+        self.run.log_row({"step": state.step, "iteration": state.iteration}, self.window.flush(state.step))
 
     def _evaluate_and_checkpoint(self, final: bool = False) -> None:
-        run, state, cfg = self.run, self.run.state, self.run.cfg
+        run, state = self.run, self.run.state
         state.step = self.num_timesteps
         evaluated = checkpointed = False
-        if state.step >= state.next_eval or (final and run.evaluated_at != state.step):
+        # At the end: evaluate unless this step was (a PPO run may end up to one rollout past steps).
+        if run.schedule.eval_due(state) if not final else run.evaluated_at != state.step:
             run.evaluate_now()
             evaluated = True
-            while state.next_eval <= state.step:
-                state.next_eval += cfg.eval_every or cfg.steps
-        if state.step >= state.next_checkpoint or final:
-            while state.next_checkpoint <= state.step:
-                state.next_checkpoint += cfg.checkpoint_every or cfg.steps
-            now = time.perf_counter()
-            state.wall_time += now - self.attempt_start
-            self.attempt_start = now
-            run.save_checkpoint()
+        if final or run.schedule.checkpoint_due(state):
+            run.checkpoint_now()
             checkpointed = True
         if evaluated or checkpointed:  # keep evaluation and checkpoint time out of time/sps
-            self.window_start = time.perf_counter()
+            self.window.restart(state.step)
 
     def close(self) -> None:
         """After ``learn``: the last update's row, the final evaluation and the final checkpoint."""
-        if self.num_timesteps > self.window_step:
+        if self.num_timesteps > self.window.step:
             self._row()
         self._evaluate_and_checkpoint(final=True)
-        if self.bar is not None:
-            self.bar.close()
 
 
 def train_ppo(
