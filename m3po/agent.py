@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +19,7 @@ from m3po.bonus import alpha_at, apply_bonus, exploration_bonus, one_step_q
 from m3po.config import M3POConfig
 from m3po.distributions import TanhGaussian, gaussian_log_prob
 from m3po.errors import NonFiniteLossError
-from m3po.planner import MPPIPlanner
+from m3po.planner import ActOutput, MPPIPlanner
 from m3po.returns import gae
 from m3po.world_model import WorldModel
 
@@ -36,26 +36,6 @@ def _debug_nan_loss_step() -> int | None:
         return int(value)
     except ValueError as err:
         raise ValueError(f"{DEBUG_NAN_LOSS_STEP}={value!r}: expected an agent step (an integer)") from err
-
-
-@dataclass
-class ActOutput:
-    """What one decision returns for E envs.
-
-    :param action: (E, A) executed actions, padded dims 0
-    :param log_prob: (E,) the prior's log-density of the action, log pi_old(a|s)
-    :param behaviour_log_prob: (E,) log-density of the distribution the action was really drawn from
-        (the planner's moment-matched Gaussian, mixed with the prior when ``planner.prior_mix`` > 0;
-        the prior's when acting without the planner or in evaluation)
-    :param value: (E,) V(s) at the decision
-    :param stats: planner diagnostics
-    """
-
-    action: torch.Tensor
-    log_prob: torch.Tensor
-    behaviour_log_prob: torch.Tensor
-    value: torch.Tensor
-    stats: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +73,56 @@ def concat_envs(batches: list[Rollout]) -> Rollout:
         return torch.cat(parts, dim=1)
 
     return Rollout(**{f.name: cat(f.name) for f in fields(Rollout)})
+
+
+@dataclass
+class _UpdateData:
+    """One update's batch flattened to ``N = T * E`` rows, with what is computed once before its epochs."""
+
+    obs: torch.Tensor  # (N, obs_dim)
+    actions: torch.Tensor  # (N, A) executed actions
+    task: torch.Tensor | None  # (N,) task id of each row; None in single-task runs
+    values: torch.Tensor  # (T, E) V(s) before the update
+    advantages: torch.Tensor  # (T, E) GAE advantages, without the bonus
+    returns: torch.Tensor  # (N, 1) the critic's targets
+    adv_hat: torch.Tensor  # (N,) advantages, the bonus added when it comes before the normalisation
+    bonus: torch.Tensor  # (N,) exploration bonus
+    bonus_stats: dict[str, float]  # the bonus's diagnostics
+    alpha: float  # the bonus weight at this step
+
+
+@dataclass
+class _ActorProgress:
+    """The actor through one update's minibatches: the target_kl rule may stop it."""
+
+    steps: int = 0  # minibatch steps the actor took
+    stopped: bool = False  # target_kl reached: the remaining minibatches train the model only
+    first_ratio_error: float = math.nan  # max |ratio - 1| on the first minibatch, before any step
+
+
+@dataclass
+class _PolicyTerms:
+    """The actor's side of one minibatch: the current prior, its ratio to pi_old, and the losses."""
+
+    dist: TanhGaussian  # the current prior on the minibatch
+    log_prob: torch.Tensor  # (M,) log pi(a|s)
+    old_log_prob: torch.Tensor  # (M,) log pi_old(a|s), from the frozen copy
+    log_ratio: torch.Tensor  # (M,) clamped to +-ppo.log_ratio_clamp
+    ratio: torch.Tensor  # (M,)
+    actor_loss: torch.Tensor  # PPO's clipped objective, negated
+    distill: torch.Tensor  # negative log-likelihood of the executed actions
+    entropy: torch.Tensor  # entropy estimate of the prior
+
+
+def _check_finite(losses: dict[str, torch.Tensor], step: int) -> None:
+    """Raise :class:`NonFiniteLossError` naming the first loss that is NaN or infinite.
+
+    :param losses: the losses by name
+    :param step: agent steps so far (for the message)
+    """
+    for name, value in losses.items():
+        if not torch.isfinite(value):
+            raise NonFiniteLossError(f"loss {name!r} is {value.item()} at agent step {step}")
 
 
 class M3POAgent:
@@ -212,188 +242,377 @@ class M3POAgent:
     def update(self, batch: Rollout, step: int) -> dict[str, float]:
         """PPO + bonus + world-model update on one batch; returns diagnostics.
 
+        The stages, in order: advantages and bonus (:meth:`_advantages_and_bonus`), importance weights
+        (:meth:`_importance_weights`), the epochs of minibatch steps (:meth:`_minibatch_epochs`), the
+        policy drift, the model's history and observation statistics, the diagnostics
+        (:meth:`_update_stats`).
+
         :param batch: the on-policy batch
         :param step: agent steps so far (for the bonus anneal and error messages)
         """
         cfg = self.cfg
         nan_step = _debug_nan_loss_step()
         poison = nan_step is not None and step >= nan_step
-        T, E = batch.rewards.shape
-        task = self._task(batch.task)
-        flat_task = None if task is None else task.repeat(T)
-        gamma = self.task_discount[batch.task]  # (E,)
-        with torch.no_grad():
-            obs = batch.obs.reshape(T * E, -1)
-            z = self.model.encode(obs, flat_task)
-            values = self.model.V(z, flat_task).view(T, E)
-            z_next = self.model.encode(batch.next_obs.reshape(T * E, -1), flat_task)
-            next_values = self.model.V(z_next, flat_task).view(T, E)
-            advantages, returns = gae(
-                batch.rewards, values, next_values, batch.terminated, batch.done, gamma, cfg.ppo.gae_lambda
-            )
-            actions = batch.actions.reshape(T * E, -1)
-            gamma_flat = gamma.repeat(T)
-            terminated = batch.terminated.reshape(-1)
-            q_mf = one_step_q(batch.rewards.reshape(-1), next_values.reshape(-1), terminated, gamma_flat)
-            z_model = self.model.next(z, actions, flat_task)
-            q_mb = one_step_q(
-                self.model.reward(z, actions, flat_task).squeeze(-1),
-                self.model.V(z_model, flat_task).squeeze(-1),
-                terminated,
-                gamma_flat,
-            )
-            alpha = alpha_at(step, cfg.bonus)
-            bonus, bonus_stats = exploration_bonus(
-                q_mf, q_mb, advantages.reshape(-1), alpha, cfg.bonus, None if task is None else flat_task
-            )
-            if cfg.bonus.before_adv_norm:
-                adv_hat = apply_bonus(advantages.reshape(-1), bonus)
-            else:
-                adv_hat = advantages.reshape(-1)
-        logs: dict[str, list[float]] = {}
-        n = T * E
-        mb = min(cfg.ppo.minibatch_size, n)
+        data = self._advantages_and_bonus(batch, step)
         old_log_prob = batch.log_prob.reshape(-1)
         # pi_old for the ratio is a frozen copy of the model as it was at collection (no update since),
         # evaluated on the same minibatch as the current one: the ratio is then exactly 1 before the first
         # step, with no float drift from the batch shapes used when acting.
         old_model = copy.deepcopy(self.model).requires_grad_(False)
-        weights_stats: dict[str, float] = {}
-        if cfg.ppo.behaviour_density == "planner":
-            # A truncated importance weight pi_old(a|s) / b(a|s) for actions the planner, not the prior,
-            # drew (V-trace's rho-bar); the clipped ratio itself stays pi / pi_old.
-            log_w = old_log_prob - batch.behaviour_log_prob.reshape(-1)
-            is_weight = log_w.clamp(max=math.log(cfg.ppo.is_clip)).exp()
-            weights_stats = {
-                "ppo/is_weight_mean": is_weight.mean().item(),
-                "ppo/is_weight_truncated": (log_w > math.log(cfg.ppo.is_clip)).float().mean().item(),
-            }
+        is_weight, weights_stats = self._importance_weights(
+            old_log_prob, batch.behaviour_log_prob.reshape(-1)
+        )
+        logs, actor = self._minibatch_epochs(batch, data, old_model, is_weight, poison, step)
+        drift = self._policy_drift(old_model, data.obs, data.actions, data.task)
+        if cfg.wm.history_batches > 0:
+            self._wm_history = [*self._wm_history, batch][-cfg.wm.history_batches :]
+        if cfg.model.obs_norm:
+            # Statistics move only between iterations: collection and update of a batch see the same ones.
+            self.model.update_obs_stats(data.obs, data.task)
+        return self._update_stats(logs, actor, weights_stats, drift, batch, data, old_log_prob)
+
+    @torch.no_grad()
+    def _advantages_and_bonus(self, batch: Rollout, step: int) -> _UpdateData:
+        """GAE advantages and critic targets, the exploration bonus, and the batch flattened to rows.
+
+        :param batch: the on-policy batch
+        :param step: agent steps so far (the bonus anneal)
+        :return: what every minibatch of the update reads
+        """
+        cfg = self.cfg
+        T, E = batch.rewards.shape
+        task = self._task(batch.task)
+        flat_task = None if task is None else task.repeat(T)
+        gamma = self.task_discount[batch.task]  # (E,)
+        obs = batch.obs.reshape(T * E, -1)
+        z = self.model.encode(obs, flat_task)
+        values = self.model.V(z, flat_task).view(T, E)
+        z_next = self.model.encode(batch.next_obs.reshape(T * E, -1), flat_task)
+        next_values = self.model.V(z_next, flat_task).view(T, E)
+        advantages, returns = gae(
+            batch.rewards, values, next_values, batch.terminated, batch.done, gamma, cfg.ppo.gae_lambda
+        )
+        actions = batch.actions.reshape(T * E, -1)
+        gamma_flat = gamma.repeat(T)
+        terminated = batch.terminated.reshape(-1)
+        q_mf = one_step_q(batch.rewards.reshape(-1), next_values.reshape(-1), terminated, gamma_flat)
+        z_model = self.model.next(z, actions, flat_task)
+        q_mb = one_step_q(
+            self.model.reward(z, actions, flat_task).squeeze(-1),
+            self.model.V(z_model, flat_task).squeeze(-1),
+            terminated,
+            gamma_flat,
+        )
+        alpha = alpha_at(step, cfg.bonus)
+        bonus, bonus_stats = exploration_bonus(
+            q_mf, q_mb, advantages.reshape(-1), alpha, cfg.bonus, flat_task
+        )
+        if cfg.bonus.before_adv_norm:
+            adv_hat = apply_bonus(advantages.reshape(-1), bonus)
         else:
-            is_weight = None
-        returns_flat = returns.reshape(-1, 1)
+            adv_hat = advantages.reshape(-1)
+        return _UpdateData(
+            obs=obs,
+            actions=actions,
+            task=flat_task,
+            values=values,
+            advantages=advantages,
+            returns=returns.reshape(-1, 1),
+            adv_hat=adv_hat,
+            bonus=bonus,
+            bonus_stats=bonus_stats,
+            alpha=alpha,
+        )
+
+    def _importance_weights(
+        self, old_log_prob: torch.Tensor, behaviour_log_prob: torch.Tensor
+    ) -> tuple[torch.Tensor | None, dict[str, float]]:
+        """Truncated importance weights ``pi_old(a|s) / b(a|s)`` when ``ppo.behaviour_density`` is planner.
+
+        :param old_log_prob: (N,) log pi_old(a|s) of the executed actions
+        :param behaviour_log_prob: (N,) log b(a|s), the density they were drawn from
+        :return: the weights (N,) and their diagnostics, or None and no diagnostics (the prior's reading)
+        """
+        cfg = self.cfg
+        if cfg.ppo.behaviour_density != "planner":
+            return None, {}
+        # A truncated importance weight pi_old(a|s) / b(a|s) for actions the planner, not the prior,
+        # drew (V-trace's rho-bar); the clipped ratio itself stays pi / pi_old.
+        log_w = old_log_prob - behaviour_log_prob
+        is_weight = log_w.clamp(max=math.log(cfg.ppo.is_clip)).exp()
+        return is_weight, {
+            "ppo/is_weight_mean": is_weight.mean().item(),
+            "ppo/is_weight_truncated": (log_w > math.log(cfg.ppo.is_clip)).float().mean().item(),
+        }
+
+    def _minibatch_epochs(
+        self,
+        batch: Rollout,
+        data: _UpdateData,
+        old_model: WorldModel,
+        is_weight: torch.Tensor | None,
+        poison: bool,
+        step: int,
+    ) -> tuple[dict[str, list[float]], _ActorProgress]:
+        """``ppo.epochs`` passes of minibatch steps over the batch, each with its own windows of model data.
+
+        :param batch: the on-policy batch
+        :param data: its advantages, targets and rows
+        :param old_model: the frozen model as at collection (pi_old)
+        :param is_weight: (N,) importance weights, or None
+        :param poison: make the reward loss NaN (fault tests)
+        :param step: agent steps so far (for error messages)
+        :return: every minibatch's diagnostics by key, and the actor's progress
+        """
+        cfg = self.cfg
+        n = data.obs.shape[0]
+        mb = min(cfg.ppo.minibatch_size, n)
         # Earlier batches join the current one side by side, as if collected by more envs, so the windows
         # and the loss are unchanged; the number of model steps per update stays the same.
         wm_data = concat_envs([*self._wm_history, batch])
-        windows = self._windows(T, wm_data.rewards.shape[1])
+        windows = self._windows(batch.rewards.shape[0], wm_data.rewards.shape[1])
         window_mb = max(1, mb // cfg.wm.horizon)  # an H-step window costs about H transitions
-        actor_steps = 0
-        actor_stopped = False  # target_kl reached: the remaining minibatches train the model only
+        logs: dict[str, list[float]] = {}
+        actor = _ActorProgress()
         for _ in range(cfg.ppo.epochs):
             perm = torch.randperm(n, generator=self.generator, device=self.device)
             window_perm = torch.randperm(len(windows), generator=self.generator, device=self.device)
             num_mb = max(1, n // mb)
             for k in range(num_mb):
                 idx = perm[k * mb : (k + 1) * mb]
-                adv = adv_hat[idx]
-                if cfg.ppo.normalize_advantage and len(idx) > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                if not cfg.bonus.before_adv_norm:
-                    adv = adv + bonus[idx]
-                if is_weight is not None:
-                    adv = adv * is_weight[idx]
-                mb_task = None if flat_task is None else flat_task[idx]
-                z_mb = self.model.encode(obs[idx], mb_task)
-                with torch.no_grad():
-                    z_old_mb = old_model.encode(obs[idx], mb_task)
-                    mb_old_log_prob = old_model.dist(z_old_mb, mb_task).log_prob(actions[idx])
-                # "collected": the encoder keeps learning from the model losses below, but the actor's
-                # input stays what it was at collection, so the ratio moves only with the actor's weights.
-                actor_z = z_old_mb if cfg.ppo.actor_latent == "collected" else z_mb
-                dist = self.model.dist(actor_z, mb_task)
-                log_prob = dist.log_prob(actions[idx])
-                log_ratio = (log_prob - mb_old_log_prob).clamp(
-                    -cfg.ppo.log_ratio_clamp, cfg.ppo.log_ratio_clamp
-                )
-                if not logs:
-                    first_ratio_error = (log_ratio.exp() - 1).abs().max().item()
-                ratio = log_ratio.exp()
-                if cfg.ppo.target_kl > 0 and logs and not actor_stopped:
-                    with torch.no_grad():
-                        kl = ((ratio - 1) - log_ratio).mean().item()
-                    # stable-baselines3's early stop, checked before the step; only the actor stops, so
-                    # the world model and critic get the same number of steps in every update.
-                    actor_stopped = kl > 1.5 * cfg.ppo.target_kl
-                actor_steps += not actor_stopped
-                clipped = ratio.clamp(1 - cfg.ppo.clip, 1 + cfg.ppo.clip)
-                actor_loss = -torch.min(ratio * adv, clipped * adv).mean()
-                # The spec's explicit pull toward the planner: maximum likelihood of the executed actions.
-                # For prior samples its expected gradient is zero, so only what the planner changed pulls.
-                distill = -log_prob.mean()
-                entropy = dist.entropy_estimate(self.generator).mean()
-                value_loss = self.model.twohot.loss(
-                    self.model.value_logits(z_mb, mb_task), returns_flat[idx]
-                ).mean()
                 start = (k * window_mb) % len(windows)
                 w_idx = windows[window_perm[start : start + window_mb]]
+                policy, value_loss = self._actor_critic_losses(
+                    data, idx, old_model, is_weight, actor, not logs
+                )
                 consistency, reward_loss = self._world_model_loss(wm_data, w_idx)
                 if poison:
                     reward_loss = reward_loss * float("nan")
                 losses = {
-                    "actor": actor_loss,
+                    "actor": policy.actor_loss,
                     "value": value_loss,
                     "consistency": consistency,
                     "reward": reward_loss,
-                    "entropy": entropy,
-                    "distill": distill,
+                    "entropy": policy.entropy,
+                    "distill": policy.distill,
                 }
-                for name, value in losses.items():
-                    if not torch.isfinite(value):
-                        raise NonFiniteLossError(f"loss {name!r} is {value.item()} at agent step {step}")
-                actor_term = (
-                    0.0
-                    if actor_stopped
-                    else actor_loss - cfg.ppo.ent_coef * entropy + cfg.ppo.distill_coef * distill
-                )
-                total = (
-                    actor_term
-                    + cfg.ppo.value_coef * value_loss
-                    + cfg.wm.consistency_coef * consistency
-                    + cfg.wm.reward_coef * reward_loss
-                )
-                self.optim.zero_grad(set_to_none=True)
-                total.backward()
-                # The actor and the model clip apart: the consistency loss's large gradients must not
-                # shrink PPO's step.
-                grad_norm = torch.nn.utils.clip_grad_norm_(self._actor_params, cfg.ppo.max_grad_norm)
-                model_grad_norm = torch.nn.utils.clip_grad_norm_(self._model_params, cfg.wm.max_grad_norm)
-                self.optim.step()
-                with torch.no_grad():
-                    raw_log_ratio = log_prob - mb_old_log_prob
-                    stats = {
-                        **{f"loss/{name}": value.item() for name, value in losses.items()},
-                        "ppo/clip_fraction": ((ratio - 1).abs() > cfg.ppo.clip).float().mean().item(),
-                        "ppo/approx_kl": ((ratio - 1) - log_ratio).mean().item(),
-                        "ppo/log_ratio_saturated": (raw_log_ratio.abs() > cfg.ppo.log_ratio_clamp)
-                        .float()
-                        .mean()
-                        .item(),
-                        "ppo/grad_norm": grad_norm.item(),
-                        "policy/log_std": (dist.log_std.sum() / dist.real.sum()).item(),
-                        "wm/grad_norm": model_grad_norm.item(),
-                    }
+                _check_finite(losses, step)
+                grad_norm, model_grad_norm = self._optimizer_step(self._total_loss(losses, actor.stopped))
+                stats = self._minibatch_stats(losses, policy, grad_norm, model_grad_norm)
                 for key, value in stats.items():
                     logs.setdefault(key, []).append(value)
-        out_drift = self._policy_drift(old_model, obs, actions, flat_task)
-        if cfg.wm.history_batches > 0:
-            self._wm_history = [*self._wm_history, batch][-cfg.wm.history_batches :]
-        if cfg.model.obs_norm:
-            # Statistics move only between iterations: collection and update of a batch see the same ones.
-            self.model.update_obs_stats(obs, flat_task)
+        return logs, actor
+
+    def _actor_critic_losses(
+        self,
+        data: _UpdateData,
+        idx: torch.Tensor,
+        old_model: WorldModel,
+        is_weight: torch.Tensor | None,
+        actor: _ActorProgress,
+        first: bool,
+    ) -> tuple[_PolicyTerms, torch.Tensor]:
+        """The actor's terms and the critic's loss on one minibatch of the batch's rows.
+
+        :param data: the update's advantages, targets and rows
+        :param idx: (M,) the minibatch's rows
+        :param old_model: the frozen model as at collection (pi_old)
+        :param is_weight: (N,) importance weights, or None
+        :param actor: the actor's progress (target_kl may stop it here)
+        :param first: the update's first minibatch (no step taken yet)
+        :return: the actor's terms and the value loss
+        """
+        adv = self._minibatch_advantage(data, idx, is_weight)
+        mb_task = None if data.task is None else data.task[idx]
+        z_mb = self.model.encode(data.obs[idx], mb_task)
+        policy = self._actor_loss(data, idx, mb_task, z_mb, adv, old_model, actor, first)
+        value_loss = self.model.twohot.loss(self.model.value_logits(z_mb, mb_task), data.returns[idx]).mean()
+        return policy, value_loss
+
+    def _minibatch_advantage(
+        self, data: _UpdateData, idx: torch.Tensor, is_weight: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The minibatch's advantages: normalised, with the bonus (after, if so configured), weighted.
+
+        :param data: the update's advantages and bonus
+        :param idx: (M,) the minibatch's rows
+        :param is_weight: (N,) importance weights, or None
+        :return: (M,) advantages for the clipped objective
+        """
+        cfg = self.cfg
+        adv = data.adv_hat[idx]
+        if cfg.ppo.normalize_advantage and len(idx) > 1:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        if not cfg.bonus.before_adv_norm:
+            adv = adv + data.bonus[idx]
+        if is_weight is not None:
+            adv = adv * is_weight[idx]
+        return adv
+
+    def _actor_loss(
+        self,
+        data: _UpdateData,
+        idx: torch.Tensor,
+        mb_task: torch.Tensor | None,
+        z_mb: torch.Tensor,
+        adv: torch.Tensor,
+        old_model: WorldModel,
+        actor: _ActorProgress,
+        first: bool,
+    ) -> _PolicyTerms:
+        """PPO's clipped objective, the distillation and the entropy of one minibatch; the target_kl stop.
+
+        :param data: the update's rows
+        :param idx: (M,) the minibatch's rows
+        :param mb_task: (M,) their task ids, or None
+        :param z_mb: (M, L) their latents under the current encoder
+        :param adv: (M,) their advantages
+        :param old_model: the frozen model as at collection (pi_old)
+        :param actor: the actor's progress, updated here
+        :param first: the update's first minibatch (its ratio error is recorded)
+        :return: the actor's terms
+        """
+        cfg = self.cfg
+        with torch.no_grad():
+            z_old_mb = old_model.encode(data.obs[idx], mb_task)
+            mb_old_log_prob = old_model.dist(z_old_mb, mb_task).log_prob(data.actions[idx])
+        # "collected": the encoder keeps learning from the model losses, but the actor's input stays what
+        # it was at collection, so the ratio moves only with the actor's weights.
+        actor_z = z_old_mb if cfg.ppo.actor_latent == "collected" else z_mb
+        dist = self.model.dist(actor_z, mb_task)
+        log_prob = dist.log_prob(data.actions[idx])
+        log_ratio = (log_prob - mb_old_log_prob).clamp(-cfg.ppo.log_ratio_clamp, cfg.ppo.log_ratio_clamp)
+        if first:
+            actor.first_ratio_error = (log_ratio.exp() - 1).abs().max().item()
+        ratio = log_ratio.exp()
+        if cfg.ppo.target_kl > 0 and not first and not actor.stopped:
+            with torch.no_grad():
+                kl = ((ratio - 1) - log_ratio).mean().item()
+            # stable-baselines3's early stop, checked before the step; only the actor stops, so
+            # the world model and critic get the same number of steps in every update.
+            actor.stopped = kl > 1.5 * cfg.ppo.target_kl
+        actor.steps += not actor.stopped
+        clipped = ratio.clamp(1 - cfg.ppo.clip, 1 + cfg.ppo.clip)
+        actor_loss = -torch.min(ratio * adv, clipped * adv).mean()
+        # The spec's explicit pull toward the planner: maximum likelihood of the executed actions.
+        # For prior samples its expected gradient is zero, so only what the planner changed pulls.
+        distill = -log_prob.mean()
+        entropy = dist.entropy_estimate(self.generator).mean()
+        return _PolicyTerms(
+            dist=dist,
+            log_prob=log_prob,
+            old_log_prob=mb_old_log_prob,
+            log_ratio=log_ratio,
+            ratio=ratio,
+            actor_loss=actor_loss,
+            distill=distill,
+            entropy=entropy,
+        )
+
+    def _total_loss(self, losses: dict[str, torch.Tensor], actor_stopped: bool) -> torch.Tensor:
+        """The weighted sum of one minibatch's losses; without the actor's terms once target_kl stopped it.
+
+        :param losses: the losses by name
+        :param actor_stopped: the actor takes no step on this minibatch
+        :return: the scalar to differentiate
+        """
+        cfg = self.cfg
+        actor_term = (
+            0.0
+            if actor_stopped
+            else losses["actor"]
+            - cfg.ppo.ent_coef * losses["entropy"]
+            + cfg.ppo.distill_coef * losses["distill"]
+        )
+        return (
+            actor_term
+            + cfg.ppo.value_coef * losses["value"]
+            + cfg.wm.consistency_coef * losses["consistency"]
+            + cfg.wm.reward_coef * losses["reward"]
+        )
+
+    def _optimizer_step(self, total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backpropagate ``total``, clip the actor's and the model's gradients apart, step.
+
+        :param total: the minibatch's loss
+        :return: the actor's and the model's gradient norms before clipping
+        """
+        cfg = self.cfg
+        self.optim.zero_grad(set_to_none=True)
+        total.backward()
+        # The actor and the model clip apart: the consistency loss's large gradients must not
+        # shrink PPO's step.
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._actor_params, cfg.ppo.max_grad_norm)
+        model_grad_norm = torch.nn.utils.clip_grad_norm_(self._model_params, cfg.wm.max_grad_norm)
+        self.optim.step()
+        return grad_norm, model_grad_norm
+
+    @torch.no_grad()
+    def _minibatch_stats(
+        self,
+        losses: dict[str, torch.Tensor],
+        policy: _PolicyTerms,
+        grad_norm: torch.Tensor,
+        model_grad_norm: torch.Tensor,
+    ) -> dict[str, float]:
+        """One minibatch step's diagnostics (read after the step, as the optimizer left the weights).
+
+        :param losses: the losses by name
+        :param policy: the actor's terms
+        :param grad_norm: the actor's gradient norm
+        :param model_grad_norm: the model's gradient norm
+        :return: the diagnostics
+        """
+        cfg = self.cfg
+        ratio, log_ratio, dist = policy.ratio, policy.log_ratio, policy.dist
+        raw_log_ratio = policy.log_prob - policy.old_log_prob
+        return {
+            **{f"loss/{name}": value.item() for name, value in losses.items()},
+            "ppo/clip_fraction": ((ratio - 1).abs() > cfg.ppo.clip).float().mean().item(),
+            "ppo/approx_kl": ((ratio - 1) - log_ratio).mean().item(),
+            "ppo/log_ratio_saturated": (raw_log_ratio.abs() > cfg.ppo.log_ratio_clamp).float().mean().item(),
+            "ppo/grad_norm": grad_norm.item(),
+            "policy/log_std": (dist.log_std.sum() / dist.real.sum()).item(),
+            "wm/grad_norm": model_grad_norm.item(),
+        }
+
+    def _update_stats(
+        self,
+        logs: dict[str, list[float]],
+        actor: _ActorProgress,
+        weights_stats: dict[str, float],
+        drift: dict[str, float],
+        batch: Rollout,
+        data: _UpdateData,
+        old_log_prob: torch.Tensor,
+    ) -> dict[str, float]:
+        """The update's diagnostics: minibatch means, then the per-update values.
+
+        :param logs: every minibatch's diagnostics by key
+        :param actor: the actor's progress
+        :param weights_stats: the importance weights' diagnostics
+        :param drift: the policy drift (:meth:`_policy_drift`)
+        :param batch: the on-policy batch
+        :param data: its advantages, bonus and rows
+        :param old_log_prob: (N,) log pi_old(a|s) of the executed actions
+        :return: the diagnostics
+        """
         out = {key: float(sum(v) / len(v)) for key, v in logs.items()}
         out["ppo/clip_fraction_last_epoch"] = logs["ppo/clip_fraction"][-1]
-        out["ppo/first_ratio_error"] = first_ratio_error  # max |ratio - 1| before any step: 0 by design
+        out["ppo/first_ratio_error"] = actor.first_ratio_error  # max |ratio - 1| before any step: 0 by design
         out.update(weights_stats)
-        out.update(out_drift)
-        out["ppo/actor_steps"] = float(actor_steps)  # minibatch steps the actor took (target_kl stops it)
+        out.update(drift)
+        out["ppo/actor_steps"] = float(actor.steps)  # minibatch steps the actor took (target_kl stops it)
         out["ppo/behaviour_log_prob_mean"] = batch.behaviour_log_prob.mean().item()
-        out.update({f"bonus/{k}": v for k, v in bonus_stats.items()})
-        out["bonus/alpha"] = alpha
+        out.update({f"bonus/{k}": v for k, v in data.bonus_stats.items()})
+        out["bonus/alpha"] = data.alpha
         out["ppo/log_prob_old_mean"] = old_log_prob.mean().item()
-        real_dims = self.model.action_mask(flat_task, n).sum(-1)  # per transition: its task's action size
+        # per transition: its task's action size
+        real_dims = self.model.action_mask(data.task, data.obs.shape[0]).sum(-1)
         out["ppo/log_prob_old_per_dim"] = (old_log_prob / real_dims).mean().item()
-        out["value/mean"] = values.mean().item()
-        out["adv/mean"] = advantages.mean().item()
-        out["adv/std"] = advantages.std().item()
+        out["value/mean"] = data.values.mean().item()
+        out["adv/mean"] = data.advantages.mean().item()
+        out["adv/std"] = data.advantages.std().item()
         return out
 
     @torch.no_grad()

@@ -22,11 +22,14 @@ Where we follow TD-MPC2 and where we depart:
 - ``prior_centred`` (the spec's "Known pitfall" option) starts the Gaussian at the prior's own action
   sequence (``tanh(mu)`` rolled out from ``z``) with the prior's sigma, instead of the shifted warm start
   and ``max_std``; the warm start is then unused.
+
+:class:`ActOutput`, what an agent's ``act`` returns, lives here, below both agents that plan (M3PO's and
+the TD-MPC2 baseline's), so that both return the one type.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -80,6 +83,29 @@ class PlanOutput:
 
 
 @dataclass
+class ActOutput:
+    """What an agent's ``act`` returns for ``E`` envs, shared by M3PO and the TD-MPC2 baseline.
+
+    TD-MPC2 learns off-policy from replay and keeps no densities or values, so it fills only ``action``
+    and ``stats``; the other fields then stay None.
+
+    :param action: (E, A) executed actions, padded dims 0
+    :param log_prob: (E,) the prior's log-density of the action, log pi_old(a|s); None for TD-MPC2
+    :param behaviour_log_prob: (E,) log-density of the distribution the action was really drawn from
+        (M3PO: the planner's moment-matched Gaussian, mixed with the prior when ``planner.prior_mix`` > 0;
+        the prior's when acting without the planner or in evaluation); None for TD-MPC2
+    :param value: (E,) V(s) at the decision; None for TD-MPC2
+    :param stats: planner diagnostics (see :meth:`MPPIPlanner.plan`); empty when the prior acted alone
+    """
+
+    action: Tensor
+    log_prob: Tensor | None = None
+    behaviour_log_prob: Tensor | None = None
+    value: Tensor | None = None
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class PriorRollout:
     """The policy prior rolled out in the model from each env's latent.
 
@@ -95,6 +121,30 @@ class PriorRollout:
     mean_pre_tanh: Tensor  # (E,H,A) mu along the mean rollout, padded dims 0
     mean_std: Tensor  # (E,H,A) exp(log_std) of the prior along the mean rollout
     mean_value: Tensor  # (E,)
+
+
+@dataclass
+class _Population:
+    """The action sequences of one decision: the prior's ``N_pi`` first, then the Gaussian's.
+
+    The prior's rows are fixed for the decision; the Gaussian's are redrawn and rescored every iteration.
+    """
+
+    samples: Tensor  # (E,N,H,A) in the sampling space (pre-tanh when cfg.sample_space == "pretanh")
+    actions: Tensor  # (E,N,H,A) the same squashed into [-1,1]: what the model scores
+    values: Tensor  # (E,N) their returns, NaN scored 0
+
+
+@dataclass
+class _EliteFit:
+    """One iteration's elites and the Gaussian refit to them."""
+
+    mean: Tensor  # (E,H,A) weighted elite mean, padded dims 0
+    std: Tensor  # (E,H,A) weighted elite std, clamped to [min_std, max_std]
+    elites: Tensor  # (E,K,H,A) in the sampling space (clamped to [-1,1] in action space)
+    elite_values: Tensor  # (E,K) their returns, sorted: column 0 is the max
+    elite_idx: Tensor  # (E,K) their rows in the population
+    weights: Tensor  # (E,K) normalised exp(temperature * (J - max J))
 
 
 def shift_warm_start(prev_mean: Tensor) -> Tensor:
@@ -169,6 +219,11 @@ class MPPIPlanner:
         self.device = torch.device(device)
         self.exec_noise_from_std = exec_noise_from_std
         self.iterations = cfg.iterations + (cfg.extra_iters_large_action if act_dim >= 20 else 0)
+
+    @property
+    def _pretanh(self) -> bool:
+        """Whether the Gaussian samples pre-tanh actions (``cfg.sample_space == "pretanh"``)."""
+        return self.cfg.sample_space == "pretanh"
 
     @torch.no_grad()
     def rollout_prior(
@@ -283,9 +338,43 @@ class MPPIPlanner:
             same plan
         :return: the decision, see :class:`PlanOutput`
         """
-        cfg = self.cfg
-        num_envs = z.shape[0]
-        horizon, act_dim, num_pi = cfg.horizon, self.act_dim, cfg.num_pi_trajs
+        z, task, discount, mask, prev_mean = self._inputs(z, task, discount, action_mask, prev_mean)
+        prior = self.rollout_prior(model, z, task, discount, mask, generator)
+        mean, std = self.initial_gaussian(prior, prev_mean, mask)
+        population = self._seed_population(prior)
+        for _ in range(self.iterations):  # at least one (checked in __init__): ``fit`` is always set
+            self._sample(population, mean, std, mask, generator)
+            self._score(population, model, z, task, discount)
+            fit = self._refit(population, mask)
+            mean, std = fit.mean, fit.std
+        action, behaviour_std = self._executed_action(fit, mask, eval_mode, generator)
+        return PlanOutput(
+            action=action,
+            mean=fit.mean,
+            std=fit.std,
+            behaviour_mean=fit.mean[:, 0],
+            behaviour_std=behaviour_std,
+            stats=self._stats(fit, prior, action, mask),
+        )
+
+    def _inputs(
+        self,
+        z: Tensor,
+        task: Tensor | None,
+        discount: Tensor,
+        action_mask: Tensor,
+        prev_mean: Tensor | None,
+    ) -> tuple[Tensor, Tensor | None, Tensor, Tensor, Tensor | None]:
+        """Check the shapes of :meth:`plan`'s inputs and bring them to the planner's device.
+
+        :param z: (E,L) latents
+        :param task: (E,) task ids or None
+        :param discount: (E,) per-env gamma, or one gamma for every env
+        :param action_mask: (E,A)
+        :param prev_mean: (E,H,A) or None
+        :return: z, task, discount (E,) and action mask in z's dtype, prev_mean, all on the device
+        """
+        num_envs, horizon, act_dim = z.shape[0], self.cfg.horizon, self.act_dim
         if action_mask.shape != (num_envs, act_dim):
             raise ValueError(f"action_mask must be ({num_envs}, {act_dim}), got {tuple(action_mask.shape)}")
         if prev_mean is not None and prev_mean.shape != (num_envs, horizon, act_dim):
@@ -299,78 +388,159 @@ class MPPIPlanner:
         prev_mean = None if prev_mean is None else prev_mean.to(device)
         mask = action_mask.to(device, dtype)
         discount = torch.as_tensor(discount, dtype=dtype, device=device).expand(num_envs)
+        return z, task, discount, mask, prev_mean
 
-        prior = self.rollout_prior(model, z, task, discount, mask, generator)
-        mean, std = self.initial_gaussian(prior, prev_mean, mask)
+    def _seed_population(self, prior: PriorRollout) -> _Population:
+        """The decision's population with the prior's samples in its first ``N_pi`` rows.
 
-        num_new = cfg.num_samples - num_pi
-        actions = torch.empty(num_envs, cfg.num_samples, horizon, act_dim, dtype=dtype, device=device)
-        pretanh = cfg.sample_space == "pretanh"
+        :param prior: this decision's prior rollout
+        :return: the population; rows ``N_pi:`` are left for :meth:`_sample` and :meth:`_score`
+        """
+        cfg, num_pi = self.cfg, self.cfg.num_pi_trajs
+        like = prior.mean_actions  # (E,H,A)
+        num_envs, horizon, act_dim = like.shape
+        actions = torch.empty(
+            num_envs, cfg.num_samples, horizon, act_dim, dtype=like.dtype, device=like.device
+        )
         # The Gaussian lives in the sampling space; the model always scores squashed actions.
         samples = torch.empty_like(actions)
-        samples[:, :num_pi] = prior.samples_pre_tanh if pretanh else prior.samples
+        samples[:, :num_pi] = prior.samples_pre_tanh if self._pretanh else prior.samples
         actions[:, :num_pi] = prior.samples
-        values = torch.empty(num_envs, cfg.num_samples, dtype=dtype, device=device)
+        values = torch.empty(num_envs, cfg.num_samples, dtype=like.dtype, device=like.device)
         values[:, :num_pi] = prior.values.nan_to_num(0.0)
-        seq_mask = mask[:, None, None, :]  # (E,1,1,A)
-        for _ in range(self.iterations):
-            noise = torch.randn(
-                num_envs, num_new, horizon, act_dim, dtype=dtype, device=device, generator=generator
-            )
-            sampled = (mean.unsqueeze(1) + std.unsqueeze(1) * noise) * seq_mask
-            if pretanh:
-                sampled = sampled.clamp(-PRE_TANH_LIMIT, PRE_TANH_LIMIT)
-            samples[:, num_pi:] = sampled
-            # Pre-tanh samples never reach +-1 exactly, where the prior's density collapses.
-            actions[:, num_pi:] = torch.tanh(sampled) if pretanh else sampled.clamp(-1, 1)
-            # A diverging model can return NaN; TD-MPC2 scores those sequences 0 rather than poison topk.
-            values[:, num_pi:] = trajectory_return(model, z, actions[:, num_pi:], task, discount).nan_to_num(
-                0.0
-            )
-            elite_values, elite_idx = values.topk(cfg.num_elites, dim=1)  # sorted: column 0 is the max
-            elites = samples.gather(1, elite_idx[:, :, None, None].expand(-1, -1, horizon, act_dim))
-            if not pretanh:
-                elites = elites.clamp(-1, 1)
-            weights = torch.exp(cfg.temperature * (elite_values - elite_values[:, :1]))
-            weights = weights / weights.sum(dim=1, keepdim=True)
-            w = weights[:, :, None, None]
-            mean = (w * elites).sum(dim=1) * mask.unsqueeze(1)
-            std = (w * (elites - mean.unsqueeze(1)) ** 2).sum(dim=1).sqrt().clamp(cfg.min_std, cfg.max_std)
+        return _Population(samples=samples, actions=actions, values=values)
 
-        choice = torch.multinomial(weights, 1, generator=generator).squeeze(1)  # (E,)
-        action = elites[torch.arange(num_envs, device=device), choice, 0]
+    def _sample(
+        self,
+        population: _Population,
+        mean: Tensor,
+        std: Tensor,
+        mask: Tensor,
+        generator: torch.Generator | None,
+    ) -> None:
+        """Redraw the population's Gaussian rows (``N_pi:``) in place, in sampling and action space.
+
+        :param population: this decision's population
+        :param mean: (E,H,A) current Gaussian mean
+        :param std: (E,H,A) current Gaussian std
+        :param mask: (E,A) action mask
+        :param generator: source of the noise
+        """
+        num_envs, num_samples, horizon, act_dim = population.samples.shape
+        num_pi = self.cfg.num_pi_trajs
+        noise = torch.randn(
+            num_envs,
+            num_samples - num_pi,
+            horizon,
+            act_dim,
+            dtype=mean.dtype,
+            device=mean.device,
+            generator=generator,
+        )
+        sampled = (mean.unsqueeze(1) + std.unsqueeze(1) * noise) * mask[:, None, None, :]
+        if self._pretanh:
+            sampled = sampled.clamp(-PRE_TANH_LIMIT, PRE_TANH_LIMIT)
+        population.samples[:, num_pi:] = sampled
+        # Pre-tanh samples never reach +-1 exactly, where the prior's density collapses.
+        population.actions[:, num_pi:] = torch.tanh(sampled) if self._pretanh else sampled.clamp(-1, 1)
+
+    def _score(
+        self,
+        population: _Population,
+        model: PlanningModel,
+        z: Tensor,
+        task: Tensor | None,
+        discount: Tensor,
+    ) -> None:
+        """Score the population's Gaussian rows in place (the prior's were scored along their rollout).
+
+        :param population: this decision's population
+        :param model: the world model
+        :param z: (E,L) latents
+        :param task: (E,) task ids or None
+        :param discount: (E,) per-env gamma
+        """
+        num_pi = self.cfg.num_pi_trajs
+        # A diverging model can return NaN; TD-MPC2 scores those sequences 0 rather than poison topk.
+        population.values[:, num_pi:] = trajectory_return(
+            model, z, population.actions[:, num_pi:], task, discount
+        ).nan_to_num(0.0)
+
+    def _refit(self, population: _Population, mask: Tensor) -> _EliteFit:
+        """Refit the Gaussian to the population's elites, weighted by ``exp(temperature * J)``.
+
+        :param population: this decision's scored population
+        :param mask: (E,A) action mask
+        :return: the elites and the refit Gaussian
+        """
+        cfg = self.cfg
+        horizon, act_dim = population.samples.shape[2:]
+        elite_values, elite_idx = population.values.topk(cfg.num_elites, dim=1)  # sorted: column 0 is the max
+        elites = population.samples.gather(1, elite_idx[:, :, None, None].expand(-1, -1, horizon, act_dim))
+        if not self._pretanh:
+            elites = elites.clamp(-1, 1)
+        weights = torch.exp(cfg.temperature * (elite_values - elite_values[:, :1]))
+        weights = weights / weights.sum(dim=1, keepdim=True)
+        w = weights[:, :, None, None]
+        mean = (w * elites).sum(dim=1) * mask.unsqueeze(1)
+        std = (w * (elites - mean.unsqueeze(1)) ** 2).sum(dim=1).sqrt().clamp(cfg.min_std, cfg.max_std)
+        return _EliteFit(
+            mean=mean, std=std, elites=elites, elite_values=elite_values, elite_idx=elite_idx, weights=weights
+        )
+
+    def _executed_action(
+        self, fit: _EliteFit, mask: Tensor, eval_mode: bool, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """The action to execute: one final elite drawn by weight, its first step, plus training noise.
+
+        :param fit: the last iteration's refit
+        :param mask: (E,A) action mask
+        :param eval_mode: no noise (and the weighted mean when ``cfg.eval_action == "mean"``)
+        :param generator: source of the draw and the noise
+        :return: action (E,A) in [-1,1] with padded dims 0, and the std (E,A) of the distribution it was
+            drawn from
+        """
+        cfg = self.cfg
+        num_envs, act_dim = mask.shape
+        dtype, device = fit.mean.dtype, fit.mean.device
+        choice = torch.multinomial(fit.weights, 1, generator=generator).squeeze(1)  # (E,)
+        action = fit.elites[torch.arange(num_envs, device=device), choice, 0]
         if eval_mode and cfg.eval_action == "mean":
             # A drawn elite is as noisy as the samples; with few iterations that is close to the prior's own
             # noise. The weighted mean is classic MPPI's output (drawn anyway: same RNG stream either way).
-            action = mean[:, 0]
-        behaviour_std = std[:, 0]
+            action = fit.mean[:, 0]
+        behaviour_std = fit.std[:, 0]
         if not eval_mode and (cfg.exec_noise > 0 or self.exec_noise_from_std):
             noise = torch.randn(num_envs, act_dim, dtype=dtype, device=device, generator=generator)
-            scale = std[:, 0] if self.exec_noise_from_std else cfg.exec_noise
+            scale = fit.std[:, 0] if self.exec_noise_from_std else cfg.exec_noise
             action = (action + scale * noise) * mask
             # The action is drawn from the elite mixture (moment-matched: mean[0], std[0]) plus
             # independent noise, so the variances add.
             behaviour_std = (behaviour_std**2 + scale**2).sqrt()
-        action = torch.tanh(action.clamp(-PRE_TANH_LIMIT, PRE_TANH_LIMIT)) if pretanh else action.clamp(-1, 1)
+        if self._pretanh:
+            return torch.tanh(action.clamp(-PRE_TANH_LIMIT, PRE_TANH_LIMIT)), behaviour_std
+        return action.clamp(-1, 1), behaviour_std
 
+    def _stats(self, fit: _EliteFit, prior: PriorRollout, action: Tensor, mask: Tensor) -> dict[str, float]:
+        """The diagnostics :meth:`plan` documents, as Python floats.
+
+        :param fit: the last iteration's refit
+        :param prior: this decision's prior rollout
+        :param action: (E,A) executed action
+        :param mask: (E,A) action mask
+        :return: the stats
+        """
         real = mask.sum().clamp(min=1.0)
         diagnostics = {
-            "elite_return": elite_values.mean(),
-            "best_return": elite_values[:, 0].mean(),
+            "elite_return": fit.elite_values.mean(),
+            "best_return": fit.elite_values[:, 0].mean(),
             "prior_return": prior.mean_value.mean(),
-            "std0": (std[:, 0] * mask).sum() / real,
+            "std0": (fit.std[:, 0] * mask).sum() / real,
             "prior_gap": ((action - prior.mean_actions[:, 0]).abs() * mask).sum() / real,
-            "elite_prior_share": (elite_idx < num_pi).to(dtype).mean(),
+            "elite_prior_share": (fit.elite_idx < self.cfg.num_pi_trajs).to(mask.dtype).mean(),
             "saturated_share": ((action.abs() >= 1.0) * mask).sum() / real,
         }
         # One stacked transfer: a single device sync for all diagnostics.
         stats = dict(zip(diagnostics, torch.stack(list(diagnostics.values())).tolist(), strict=True))
         stats["iterations"] = float(self.iterations)
-        return PlanOutput(
-            action=action,
-            mean=mean,
-            std=std,
-            behaviour_mean=mean[:, 0],
-            behaviour_std=behaviour_std,
-            stats=stats,
-        )
+        return stats

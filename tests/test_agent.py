@@ -8,9 +8,12 @@ import math
 import pytest
 import torch
 
+from baselines.tdmpc2.agent import TDMPC2Agent
+from baselines.tdmpc2.config import make_config as tdmpc2_config
 from m3po.agent import M3POAgent, Rollout
 from m3po.config import make_config
 from m3po.envs import make_vec_env
+from m3po.planner import ActOutput
 
 SMALL = dict(
     model={"latent_dim": 16, "enc_dim": 32, "mlp_dim": 32, "num_bins": 21},
@@ -254,4 +257,31 @@ def test_world_model_history_survives_a_checkpoint():
     restored.update(batch, step=48)
     for a, b in zip(agent.model.parameters(), restored.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+    env.close()
+
+
+def test_both_agents_act_with_the_one_act_output():
+    # One type, defined below both agents; TD-MPC2 learns off-policy and leaves the densities and value unset.
+    env = make_vec_env("cartpole-swingup", num_envs=2, seed=11)
+    obs, task = torch.as_tensor(env.reset(seed=0)[0]), torch.as_tensor(env.task_ids)
+    _, agent = make_agent(env)
+    for plan in (True, False):
+        out = agent.act(obs, task, plan=plan)
+        assert type(out) is ActOutput and bool(out.stats) == plan
+        assert out.log_prob.shape == out.behaviour_log_prob.shape == out.value.shape == (2,)
+    cfg = tdmpc2_config(
+        "cpu",
+        latent_dim=16,
+        enc_dim=32,
+        mlp_dim=32,
+        num_q=2,
+        num_bins=21,
+        planner={"num_samples": 16, "num_pi_trajs": 4, "num_elites": 4, "iterations": 2},
+    )
+    mask = torch.as_tensor(env.task_action_mask)
+    td = TDMPC2Agent(cfg, env.obs_dim, env.act_dim, mask, torch.tensor([0.99]), "cpu")
+    for plan in (True, False):
+        out = td.act(obs, task, plan=plan)
+        assert type(out) is ActOutput and out.action.shape == (2, env.act_dim) and bool(out.stats) == plan
+        assert out.log_prob is None and out.behaviour_log_prob is None and out.value is None
     env.close()

@@ -9,7 +9,7 @@ target heads. Planning reuses :class:`m3po.planner.MPPIPlanner` through :class:`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -17,17 +17,30 @@ from torch import Tensor
 
 from baselines.tdmpc2.buffer import Batch
 from baselines.tdmpc2.config import TDMPC2Config
-from baselines.tdmpc2.world_model import PlanningView, TDMPC2WorldModel
+from baselines.tdmpc2.world_model import PlanningView, PolicySample, TDMPC2WorldModel
 from m3po.errors import NonFiniteLossError
-from m3po.planner import MPPIPlanner
+from m3po.planner import ActOutput, MPPIPlanner
 
 
 @dataclass
-class ActOutput:
-    """One decision for ``E`` envs: actions (E, A) with padded dims 0, and planner diagnostics."""
+class _ModelStep:
+    """The model and Q step of one update: the latent rollout and its losses."""
 
-    action: Tensor
-    stats: dict[str, float] = field(default_factory=dict)
+    latents: Tensor  # (H+1, B, L) the rollout from the first observation's latent
+    consistency: Tensor  # rho-weighted latent consistency loss
+    reward_loss: Tensor  # rho-weighted reward cross-entropy
+    value_loss: Tensor  # rho-weighted Q cross-entropy, averaged over the heads
+    total: Tensor  # their weighted sum, the loss stepped on
+    grad_norm: Tensor  # the model's gradient norm before clipping
+
+
+@dataclass
+class _PolicyStep:
+    """The policy step of one update."""
+
+    sample: PolicySample  # the policy's draw at the detached latents
+    pi_loss: Tensor
+    pi_grad_norm: Tensor  # before clipping
 
 
 class RunningScale:
@@ -133,31 +146,72 @@ class TDMPC2Agent:
             generator=self.generator,
         )
         self._plan_mean = out.mean
-        return ActOutput(out.action, dict(out.stats))
+        return ActOutput(out.action, stats=dict(out.stats))
 
     def update(self, batch: Batch, step: int = 0) -> dict[str, float]:
         """One gradient update of model, Qs and policy on ``batch``; then the target EMA.
+
+        The stages, in order: TD targets (:meth:`_td_target`), the model and Q step
+        (:meth:`_model_update`), the policy step (:meth:`_policy_update`), the target EMA, the
+        diagnostics (:meth:`_update_stats`).
 
         :param batch: sequences from the replay buffer (on this agent's device)
         :param step: agent steps so far (for error messages)
         :return: losses and diagnostics
         """
-        cfg, m = self.cfg, self.model
-        obs, action, reward = batch.obs, batch.action, batch.reward
+        m = self.model
         task = self._task(batch.task)
-        H = action.shape[0]
+        H = batch.action.shape[0]
         gamma = self.task_discount[batch.task].unsqueeze(-1)  # (B, 1)
-        rho = cfg.rho ** torch.arange(H + 1, device=self.device, dtype=torch.float32)
-
-        with torch.no_grad():  # TD targets, model in eval mode (no dropout)
-            next_z = m.encode(obs[1:], task)
-            next_action = m.pi(next_z, task, self.generator).action
-            td_target = reward + gamma * m.Q(
-                next_z, next_action, task, "min", target=True, generator=self.generator
-            )
-
+        rho = self.cfg.rho ** torch.arange(H + 1, device=self.device, dtype=torch.float32)
+        next_z, td_target = self._td_target(batch, task, gamma)
         m.train()
-        z = m.encode(obs[0], task)
+        model = self._model_update(batch, task, next_z, td_target, rho, step)
+        policy = self._policy_update(model.latents, task, rho, step)
+        m.soft_update_target_Q()
+        m.eval()
+        return self._update_stats(model, policy, task, td_target)
+
+    @torch.no_grad()
+    def _td_target(self, batch: Batch, task: Tensor | None, gamma: Tensor) -> tuple[Tensor, Tensor]:
+        """TD targets ``r + gamma * min`` of two random target heads at a policy action (no dropout).
+
+        :param batch: the sampled sequences
+        :param task: (B,) task ids, or None
+        :param gamma: (B, 1) discounts
+        :return: the next latents (H, B, L), the consistency targets; the TD targets (H, B, 1)
+        """
+        m = self.model
+        next_z = m.encode(batch.obs[1:], task)
+        next_action = m.pi(next_z, task, self.generator).action
+        td_target = batch.reward + gamma * m.Q(
+            next_z, next_action, task, "min", target=True, generator=self.generator
+        )
+        return next_z, td_target
+
+    def _model_update(
+        self,
+        batch: Batch,
+        task: Tensor | None,
+        next_z: Tensor,
+        td_target: Tensor,
+        rho: Tensor,
+        step: int,
+    ) -> _ModelStep:
+        """Roll the latent out over ``H`` steps; consistency, reward and Q losses; one clipped step.
+
+        :param batch: the sampled sequences
+        :param task: (B,) task ids, or None
+        :param next_z: (H, B, L) encoded next observations (the consistency targets)
+        :param td_target: (H, B, 1) TD targets
+        :param rho: (H + 1,) per-step loss weights ``rho^t``
+        :param step: agent steps so far (for error messages)
+        :return: the rollout's latents and the losses
+        """
+        cfg, m = self.cfg, self.model
+        action, reward = batch.action, batch.reward
+        H = action.shape[0]
+        z = m.encode(batch.obs[0], task)
         zs = [z]
         consistency = torch.zeros((), device=self.device)
         for t in range(H):
@@ -180,8 +234,18 @@ class TDMPC2Agent:
         grad_norm = torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip_norm)
         self.optim.step()
         self.optim.zero_grad(set_to_none=True)
+        return _ModelStep(latents, consistency, reward_loss, value_loss, total, grad_norm)
 
-        # Policy: maximise scaled Q plus the scaled entropy over all H+1 detached latents.
+    def _policy_update(self, latents: Tensor, task: Tensor | None, rho: Tensor, step: int) -> _PolicyStep:
+        """Maximise scaled Q plus the scaled entropy over all ``H + 1`` detached latents; one clipped step.
+
+        :param latents: (H + 1, B, L) the model step's rollout
+        :param task: (B,) task ids, or None
+        :param rho: (H + 1,) per-step loss weights
+        :param step: agent steps so far (for error messages)
+        :return: the policy's sample and loss
+        """
+        cfg, m = self.cfg, self.model
         latents = latents.detach()
         sample = m.pi(latents, task, self.generator)
         q = m.Q(latents, sample.action, task, "avg", detach=True, generator=self.generator)  # (H+1, B, 1)
@@ -196,19 +260,30 @@ class TDMPC2Agent:
         # As TD-MPC2: only the policy's gradients are cleared here; the task embedding keeps the policy
         # loss's gradient until the next model step adds to it.
         self.pi_optim.zero_grad(set_to_none=True)
+        return _PolicyStep(sample, pi_loss, pi_grad_norm)
 
-        m.soft_update_target_Q()
-        m.eval()
-        real = m.action_mask(task).expand_as(sample.log_std)
+    def _update_stats(
+        self, model: _ModelStep, policy: _PolicyStep, task: Tensor | None, td_target: Tensor
+    ) -> dict[str, float]:
+        """The update's diagnostics, read in one transfer.
+
+        :param model: the model step
+        :param policy: the policy step
+        :param task: (B,) task ids, or None
+        :param td_target: (H, B, 1) TD targets
+        :return: the diagnostics, keyed ``train/...``
+        """
+        sample = policy.sample
+        real = self.model.action_mask(task).expand_as(sample.log_std)
         values = torch.stack(
             [
-                consistency.detach(),
-                reward_loss.detach(),
-                value_loss.detach(),
-                total.detach(),
-                grad_norm,
-                pi_loss.detach(),
-                pi_grad_norm,
+                model.consistency.detach(),
+                model.reward_loss.detach(),
+                model.value_loss.detach(),
+                model.total.detach(),
+                model.grad_norm,
+                policy.pi_loss.detach(),
+                policy.pi_grad_norm,
                 sample.scaled_entropy.mean().detach(),
                 (sample.log_std * real).sum().detach() / real.sum(),
                 self.scale.value[0],
