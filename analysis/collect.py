@@ -7,8 +7,9 @@ aggregated; every other run, and every run whose files are missing or corrupt, g
 
 Which algorithm and variant a run belongs to:
 
-* ``algo``: ``config.json["algo"]``, which every trainer writes (:class:`m3po.runs.RunRecord`). A
-  record without one is never guessed from its path: it is left out, the reason naming the file.
+* ``algo``: ``config.json["algo"]``, which every trainer writes
+  (:class:`m3po.trainer.run_record.RunRecord`). A record without one is never guessed from its
+  path: it is left out, the reason naming the file.
 * ``variant``: ``config.json["variant"]`` when present, else ``"default"``.
 
 The files are read by :mod:`m3po.record` (torch-free), more strictly than its ``read_jsonl`` alone:

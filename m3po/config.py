@@ -364,13 +364,3 @@ def validate(config: M3POConfig) -> M3POConfig:
     if config.model.latent_dim % config.model.simnorm_dim:
         raise ConfigError("model.latent_dim must be a multiple of model.simnorm_dim")
     return config
-
-
-def __getattr__(name: str) -> Any:
-    # Transitional: make_config and preset_dict are M3PO's registry entry's (m3po.registration); these
-    # names forward there until every caller imports them from m3po.registration.
-    if name in ("make_config", "preset_dict"):
-        from m3po import registration
-
-        return getattr(registration, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

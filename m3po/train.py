@@ -16,8 +16,9 @@ import torch
 from m3po.agent import M3POAgent, Rollout
 from m3po.config import M3POConfig
 from m3po.envs import VecEnv
-from m3po.runs import MetricsCallback, episode_seed
+from m3po.evaluation import episode_seed
 from m3po.trainer import OnlineTrainer
+from m3po.trainer.run_record import MetricsCallback
 
 
 class Trainer(OnlineTrainer):

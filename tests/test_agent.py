@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from baselines.tdmpc2.agent import TDMPC2Agent
-from baselines.tdmpc2.config import make_config as tdmpc2_config
+from baselines.tdmpc2.registration import make_config as tdmpc2_config
 from m3po.agent import M3POAgent, Rollout
-from m3po.config import make_config
 from m3po.envs import make_vec_env
 from m3po.planner import ActOutput
+from m3po.registration import make_config
 
 SMALL = dict(
     model={"latent_dim": 16, "enc_dim": 32, "mlp_dim": 32, "num_bins": 21},

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from m3po.config import ConfigError, M3POConfig
-from m3po.runs import evaluate
+from m3po.evaluation import evaluate
 from suite.registry import ALGORITHMS, ALGOS, Algorithm, get_algorithm
 
 

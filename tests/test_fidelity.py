@@ -1,5 +1,5 @@
 """``m3po bench fidelity`` without training: the vendored published results, the comparison on run
-directories written by hand in the run record's format (m3po/runs.py), the training plan with
+directories written by hand in the run record's format (m3po/record.py), the training plan with
 ``m3po train`` faked, and the checks of bad input."""
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def _fake_published(low: float = 400.0, mid: float = 500.0, high: float = 600.0)
 def _write_run(
     run_dir: Path, algo: str, task: str, scores: dict[int, float], status: str = "finished"
 ) -> None:
-    """A run record as m3po/runs.py writes it: config.json, status.json, eval.jsonl (one row per step)."""
+    """A run record as m3po/record.py writes it: config.json, status.json, eval.jsonl (one row per step)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps({"algo": algo, "preset": "cpu", "task": task}))
     last = max(scores)

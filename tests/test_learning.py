@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from m3po.config import make_config
 from m3po.errors import RunDirectoryError
+from m3po.registration import make_config
 from m3po.train import Trainer
 
 # cartpole-swingup, 500-step episodes: uniformly random actions score 40 +- 30 (10 episodes, measured

@@ -9,7 +9,8 @@ import torch
 
 from baselines.tdmpc2.agent import TDMPC2Agent
 from baselines.tdmpc2.buffer import Batch, SequenceBuffer
-from baselines.tdmpc2.config import make_config, seed_steps
+from baselines.tdmpc2.config import seed_steps
+from baselines.tdmpc2.registration import make_config
 from baselines.tdmpc2.train import train
 from m3po.config import ConfigError
 from m3po.envs import make_vec_env

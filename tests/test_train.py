@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from m3po.config import make_config
 from m3po.errors import NonFiniteLossError, RunDirectoryError
+from m3po.registration import make_config
 from m3po.train import Trainer
 
 MEASURED = ("time/", "mem/")  # wall-clock and memory figures differ between identical runs

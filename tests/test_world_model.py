@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from m3po.config import make_config
+from m3po.registration import make_config
 from m3po.world_model import WorldModel
 
 

@@ -4,7 +4,7 @@ sheeprl (``sheeprl==0.8.4``) is started as its command line starts it: its Hydra
 (``exp=dreamer_v3 algo=dreamer_v3_{size}``) composed with our settings, then
 ``sheeprl.cli.check_configs`` and ``sheeprl.cli.run_algorithm``, which runs
 ``sheeprl.algos.dreamer_v3.dreamer_v3.main``. Three hooks, all through sheeprl's configuration, join
-it to the run record (:mod:`m3po.runs`):
+it to the run record (:mod:`m3po.trainer`):
 
 - the environment (``env.wrapper._target_``) is :func:`m3po.envs.make_env`: flat float32 vector
   observations under the MLP key ``state`` (``algo.mlp_keys.encoder=[state]``, no CNN keys),
@@ -18,7 +18,7 @@ it to the run record (:mod:`m3po.runs`):
 
 sheeprl checkpoints every ``gcd(eval_every, checkpoint_every)`` agent steps (rounded up by sheeprl to
 whole iterations of ``num_envs`` steps) and at the end. Evaluation is the shared protocol
-(:func:`m3po.runs.evaluate`) with sheeprl's player acting greedily (``get_actions(greedy=True)``:
+(:func:`m3po.evaluation.evaluate`) with sheeprl's player acting greedily (``get_actions(greedy=True)``:
 the modes of the actor's distributions), at step 0 (the untrained agent, built by sheeprl's
 ``build_agent`` with the run seed) and whenever ``eval_every`` agent steps have passed, and at the end.
 Re-running the same command resumes through sheeprl's own ``checkpoint.resume_from`` (the replay
@@ -43,8 +43,9 @@ from sheeprl.utils.callback import CheckpointCallback
 from baselines.dreamerv3.config import DreamerV3RunConfig
 from m3po.envs import task_dims
 from m3po.errors import RunDirectoryError
-from m3po.runs import MetricsCallback, evaluate
+from m3po.evaluation import evaluate
 from m3po.trainer import Trainer
+from m3po.trainer.run_record import MetricsCallback
 
 ALGO = "dreamerv3"
 OBS_KEY = "state"  # the MLP key of our vector observations in sheeprl's dict observations

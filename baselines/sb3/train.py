@@ -1,4 +1,4 @@
-"""Training runs of the stable-baselines3 baselines, writing the suite's run record (:mod:`m3po.runs`).
+"""Training runs of the stable-baselines3 baselines, writing the suite's run record (:mod:`m3po.trainer`).
 
 SB3 trains as usual (``model.learn``); a callback writes the record at the points where the model
 is between updates:
@@ -37,8 +37,9 @@ from baselines.sb3.config import PPORunConfig, SACRunConfig
 from baselines.sb3.envs import TaskSetVecEnv, append_one_hot, make_sb3_vec_env
 from baselines.sb3.multitask import MTSAC, MaskedActorCriticPolicy, MTSACPolicy
 from m3po.envs.registry import resolve_tasks
-from m3po.runs import MetricsCallback, episode_seed, evaluate
+from m3po.evaluation import episode_seed, evaluate
 from m3po.trainer import MetricWindow, Trainer
+from m3po.trainer.run_record import MetricsCallback
 
 
 class SB3Run(Trainer):

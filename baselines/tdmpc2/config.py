@@ -130,13 +130,3 @@ def seed_steps(cfg: TDMPC2Config, episode_length: int) -> int:
     """Random-action steps: official ``max(1000, 5 * episode_length)``, rounded up to whole env batches."""
     steps = max(1000, 5 * episode_length) if cfg.seed_steps == -1 else cfg.seed_steps
     return -(-steps // cfg.num_envs) * cfg.num_envs
-
-
-def __getattr__(name: str) -> Any:
-    # Transitional: make_config and preset_dict are TD-MPC2's registry entry's
-    # (baselines.tdmpc2.registration); these names forward there until every caller imports them from it.
-    if name in ("make_config", "preset_dict"):
-        from baselines.tdmpc2 import registration
-
-        return getattr(registration, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

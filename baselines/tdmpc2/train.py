@@ -25,8 +25,9 @@ from baselines.tdmpc2.agent import TDMPC2Agent
 from baselines.tdmpc2.buffer import SequenceBuffer
 from baselines.tdmpc2.config import TDMPC2Config, seed_steps
 from m3po.envs import VecEnv
-from m3po.runs import MetricsCallback, episode_seed
+from m3po.evaluation import episode_seed
 from m3po.trainer import OnlineTrainer
+from m3po.trainer.run_record import MetricsCallback
 
 
 class TDMPC2Trainer(OnlineTrainer):

@@ -29,10 +29,10 @@ from typing import Any, ClassVar
 import torch
 
 from m3po.envs import VecEnv, make_vec_env
-from m3po.runs import (
+from m3po.evaluation import evaluate_planning_agent
+from m3po.trainer.run_record import (
     MetricsCallback,
     RunRecord,
-    evaluate_planning_agent,
     peak_memory_mib,
     resolve_device,
     set_torch_rng_state,

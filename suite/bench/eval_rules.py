@@ -26,7 +26,8 @@ from m3po.config import ConfigError, M3POConfig, build_config, check_overrides, 
 from m3po.envs import make_vec_env
 from m3po.envs.registry import resolve_tasks
 from m3po.errors import RunDirectoryError
-from m3po.runs import CHECKPOINT, evaluate_planning_agent
+from m3po.evaluation import evaluate_planning_agent
+from m3po.trainer.run_record import CHECKPOINT
 from suite.bench import at_least
 
 RULES = ("elite", "mean", "prior")

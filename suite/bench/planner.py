@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from m3po.config import make_config
 from m3po.planner import MPPIPlanner
+from m3po.registration import make_config
 from m3po.world_model import WorldModel
 
 OBS_DIM, ACT_DIM = 24, 6  # walker's sizes: a mid-sized DMControl task

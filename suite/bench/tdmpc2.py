@@ -15,7 +15,7 @@ import torch
 
 from baselines.tdmpc2.agent import TDMPC2Agent
 from baselines.tdmpc2.buffer import Batch
-from baselines.tdmpc2.config import make_config
+from baselines.tdmpc2.registration import make_config
 from baselines.tdmpc2.world_model import num_parameters
 from suite.bench import at_least
 

@@ -1,22 +1,11 @@
-"""The run record every algorithm writes, and the evaluation protocol every algorithm follows.
+"""The run record a trainer writes: :mod:`m3po.record`'s files plus torch checkpoints, and the
+torch-side helpers a run needs (device, threads' RNG states, peak memory).
 
-A run lives in its own directory (deterministic: no shared counters between concurrent jobs):
-
-    run_dir/
-      config.json        {"algo": ..., **resolved config} (a resume with a different config is refused)
-      status.json        running | finished | failed | interrupted, step, steps_total, attempts, error
-      eval.jsonl         one line per evaluation and task: step, task, return, success, score,
-                         episodes, score_mean (mean score over the run's tasks at that step)
-      train.jsonl        one line per update (or logging interval): step, the algorithm's metrics,
-                         time/sps, time/wall, mem/peak_rss_mib
-      checkpoints/       latest.pt (+ previous.pt, the one before), each written atomically
-
-How an algorithm's train entry uses it (see :mod:`suite.registry` for the registry):
+How the trainer base (:mod:`m3po.trainer.base`) uses it:
 
     record = RunRecord(run_dir, algo, cfg.to_dict(), steps_total=cfg.steps, device=device,
                        on_metrics=on_metrics)
     checkpoint = record.open()           # validates the directory; the last good checkpoint or None
-    state = TrainState(**checkpoint["state"]) if checkpoint else TrainState(...)
     record.start_attempt(state, resumed_from)  # status "running", a new attempt, logs cut to it
     with record.guard(lambda: state):    # status "failed" / "interrupted" on the way out of an error
         ... train ...
@@ -25,36 +14,24 @@ How an algorithm's train entry uses it (see :mod:`suite.registry` for the regist
         record.save_checkpoint({"state": state.as_dict(), ...})   # any torch-saveable payload
     record.finish(state, final_score)    # status "finished": never trained again
 
-Evaluate at step 0 (unless resuming), every ``eval_every`` agent steps and at the end; evaluate
-before checkpointing the same step, so that a resume never evaluates a step twice. After a resume,
-``record.last_score()`` is the last evaluation's mean score.
-
-Evaluation (:func:`evaluate`) takes a policy callable ``(obs, task_ids) -> actions`` over numpy
-batches and runs ``episodes`` fresh episodes per task on environments seeded apart from training
-(``seed + EVAL_SEED_OFFSET``, and the step), so that every algorithm is scored the same way: the
-return summed over the episode, and for Meta-World success at the episode's last step.
+After a resume, ``record.last_score()`` is the last evaluation's mean score.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from m3po.envs import make_vec_env
 from m3po.errors import NonFiniteLossError, RunDirectoryError
-
-if TYPE_CHECKING:
-    from m3po.trainer.schedule import TrainState
 from m3po.record import (
     CONFIG_FILE,
     EVAL_LOG,
@@ -69,13 +46,13 @@ from m3po.record import (
     write_json_atomic,
 )
 
+if TYPE_CHECKING:
+    from m3po.trainer.schedule import TrainState
+
 CHECKPOINT = "latest.pt"
 PREVIOUS_CHECKPOINT = "previous.pt"
-EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never reuse a training seed
 
 MetricsCallback = Callable[[str, float, int], None]
-# (observations (n, obs_dim) float32, task ids (n,) int64) -> actions (n, act_dim), deterministic
-Policy = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,11 +63,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device={name!r} was asked for, but CUDA is not available here")
     return device
-
-
-def episode_seed(seed: int, step: int) -> int:
-    """Seed of the episodes started at ``step`` of a run seeded ``seed``."""
-    return (seed * 1_000_003 + step) % (2**31 - 1)
 
 
 def peak_memory_mib(device: torch.device) -> dict[str, float]:
@@ -281,105 +253,3 @@ def set_torch_rng_state(checkpoint: dict[str, Any]) -> None:
     torch.set_rng_state(checkpoint["torch_rng"].cpu())
     if checkpoint.get("cuda_rng") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
-
-
-def evaluate(
-    policy: Policy,
-    tasks: Sequence[str],
-    seed: int,
-    step: int,
-    episodes: int,
-    on_round_start: Callable[[], None] | None = None,
-) -> list[dict[str, Any]]:
-    """The evaluation protocol: ``episodes`` fresh episodes per task with ``policy``'s actions.
-
-    One task: ``episodes`` envs at once. A task set: one env per task, ``episodes`` rounds. Envs are
-    seeded from ``seed + EVAL_SEED_OFFSET`` and ``step`` (never a training seed). The policy must be
-    deterministic (its evaluation mode); padded action dims it returns are zeroed by the env.
-
-    :param policy: ``(obs (n, obs_dim) float32, task_ids (n,) int64) -> actions (n, act_dim)``
-    :param tasks: the run's tasks (their order gives the task ids)
-    :param seed: the run seed
-    :param step: the agent step being evaluated (recorded, and part of the episodes' seeds)
-    :param episodes: episodes per task (0: no evaluation, an empty list)
-    :param on_round_start: called before each round's episodes start (e.g. to clear a warm start)
-    :return: one row per task: step, task, return (mean), success (mean, Meta-World; else None),
-        score (return, or success in percent), episodes
-    """
-    if episodes == 0:
-        return []
-    n_tasks = len(tasks)
-    parallel = episodes if n_tasks == 1 else 1
-    rounds = math.ceil(episodes / parallel)
-    env = make_vec_env(list(tasks), n_tasks * parallel, seed=seed + EVAL_SEED_OFFSET)
-    returns: dict[str, list[float]] = {t: [] for t in env.tasks}
-    successes: dict[str, list[float]] = {t: [] for t in env.tasks}
-    try:
-        for r in range(rounds):
-            obs = env.reset(seed=episode_seed(seed + EVAL_SEED_OFFSET, step + r))[0]
-            if on_round_start is not None:
-                on_round_start()
-            total = np.zeros(env.num_envs)
-            done = np.zeros(env.num_envs, dtype=bool)
-            last_success = np.full(env.num_envs, np.nan)
-            while not done.all():
-                action = np.asarray(policy(obs, env.task_ids))
-                obs, reward, terminated, truncated, info = env.step(action)
-                total += np.where(done, 0.0, reward)
-                ended = (terminated | truncated) & ~done
-                last_success[ended] = info["success"][ended]
-                done |= terminated | truncated
-            for i, task in enumerate(env.env_tasks):
-                returns[task].append(float(total[i]))
-                successes[task].append(float(last_success[i]))
-    finally:
-        env.close()
-    rows = []
-    for info in env.task_infos:
-        rets = returns[info.name][:episodes]
-        succ = successes[info.name][:episodes]
-        is_success = info.score_kind == "success"
-        rows.append(
-            {
-                "step": step,
-                "task": info.name,
-                "return": float(np.mean(rets)),
-                "success": float(np.mean(succ)) if is_success else None,
-                "score": 100.0 * float(np.mean(succ)) if is_success else float(np.mean(rets)),
-                "episodes": len(rets),
-            }
-        )
-    return rows
-
-
-def evaluate_planning_agent(
-    agent: Any, tasks: Sequence[str], seed: int, step: int, episodes: int, plan: bool, device: torch.device
-) -> list[dict[str, Any]]:
-    """:func:`evaluate` for an agent with ``act(obs, task_ids, eval_mode, plan)`` and a planner warm start
-    (M3PO, TD-MPC2): every evaluation round starts without a warm start, and training's is kept aside.
-
-    :param agent: the agent (``act`` returns an object with ``action``; ``swap_warm_start`` as M3PO's)
-    :param plan: act with the planner (False: the prior's mode alone)
-    :return: the evaluation rows, as :func:`evaluate`'s
-    """
-
-    def policy(obs: np.ndarray, task_ids: np.ndarray) -> np.ndarray:
-        obs_t, task_t = torch.as_tensor(obs, device=device), torch.as_tensor(task_ids, device=device)
-        return agent.act(obs_t, task_t, eval_mode=True, plan=plan).action.cpu().numpy()
-
-    saved_plan = agent.swap_warm_start(None)
-    try:
-        return evaluate(
-            policy, tasks, seed, step, episodes, on_round_start=lambda: agent.swap_warm_start(None)
-        )
-    finally:
-        agent.swap_warm_start(saved_plan)
-
-
-def progress_bar(enabled: bool, total: int, initial: int, desc: str) -> Any:
-    """A tqdm bar on stderr (None when disabled)."""
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="step", desc=desc, dynamic_ncols=True)
