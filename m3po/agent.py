@@ -21,6 +21,7 @@ from m3po.distributions import TanhGaussian, gaussian_log_prob
 from m3po.errors import NonFiniteLossError
 from m3po.planner import ActOutput, MPPIPlanner
 from m3po.returns import gae
+from m3po.rng import generator_state, set_generator_state
 from m3po.world_model import WorldModel
 
 # Fault tests (tests/test_faults.py) make a run diverge on purpose: with this variable set to N, the
@@ -683,7 +684,7 @@ class M3POAgent:
         return {
             "model": self.model.state_dict(),
             "optim": self.optim.state_dict(),
-            "generator": self.generator.get_state(),
+            "generator": generator_state(self.generator),
             "plan_mean": self._plan_mean,
             "wm_history": [{f.name: getattr(b, f.name) for f in fields(Rollout)} for b in self._wm_history],
         }
@@ -691,6 +692,6 @@ class M3POAgent:
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optim.load_state_dict(state["optim"])
-        self.generator.set_state(state["generator"])
+        set_generator_state(self.generator, state["generator"])
         self._plan_mean = state["plan_mean"]
         self._wm_history = [Rollout(**b) for b in state["wm_history"]]

@@ -20,6 +20,7 @@ from baselines.tdmpc2.config import TDMPC2Config
 from baselines.tdmpc2.world_model import PlanningView, PolicySample, TDMPC2WorldModel
 from m3po.errors import NonFiniteLossError
 from m3po.planner import ActOutput, MPPIPlanner
+from m3po.rng import generator_state, set_generator_state
 
 
 @dataclass
@@ -304,7 +305,7 @@ class TDMPC2Agent:
             "optim": self.optim.state_dict(),
             "pi_optim": self.pi_optim.state_dict(),
             "scale": self.scale.value.clone(),
-            "generator": self.generator.get_state(),
+            "generator": generator_state(self.generator),
             "plan_mean": self._plan_mean,
             "task_emb_grad": None if emb is None or emb.weight.grad is None else emb.weight.grad.clone(),
         }
@@ -314,7 +315,7 @@ class TDMPC2Agent:
         self.optim.load_state_dict(state["optim"])
         self.pi_optim.load_state_dict(state["pi_optim"])
         self.scale.value.copy_(state["scale"])
-        self.generator.set_state(state["generator"])
+        set_generator_state(self.generator, state["generator"])
         self._plan_mean = state["plan_mean"]
         if state["task_emb_grad"] is not None:
             self.model._task_emb.weight.grad = state["task_emb_grad"].to(self.device)

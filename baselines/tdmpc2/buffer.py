@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from m3po.rng import generator_state, set_generator_state
+
 
 @dataclass
 class Batch:
@@ -145,7 +147,7 @@ class SequenceBuffer:
             "count": self.count,
             "current": self.current,
             "num_episodes": self.num_episodes,
-            "generator": self.generator.get_state(),
+            "generator": generator_state(self.generator),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -157,4 +159,4 @@ class SequenceBuffer:
                 )
             getattr(self, key).copy_(state[key])
         self.num_episodes = int(state["num_episodes"])
-        self.generator.set_state(state["generator"])
+        set_generator_state(self.generator, state["generator"])

@@ -30,13 +30,12 @@ import torch
 
 from m3po.envs import VecEnv, make_vec_env
 from m3po.evaluation import evaluate_planning_agent
+from m3po.rng import global_rng_state, set_global_rng_state
 from m3po.trainer.run_record import (
     MetricsCallback,
     RunRecord,
     peak_memory_mib,
     resolve_device,
-    set_torch_rng_state,
-    torch_rng_state,
 )
 from m3po.trainer.schedule import MetricWindow, ProgressBar, Schedule, TrainState
 
@@ -162,7 +161,7 @@ class OnlineTrainer(Trainer):
         self.build(env)
         if checkpoint is not None:
             self.load(checkpoint)
-            set_torch_rng_state(checkpoint)
+            set_global_rng_state(checkpoint)
         self.start_attempt(task_counts=env.task_counts, **self.status_extra())
         self.start_episodes(env)
         self.metrics = MetricWindow(state.step)
@@ -179,7 +178,7 @@ class OnlineTrainer(Trainer):
                     self.evaluate(env)
                     self.metrics.restart(state.step)
                 if schedule.checkpoint_due(state):
-                    self.save_checkpoint({**self.checkpoint_payload(), **torch_rng_state()})
+                    self.save_checkpoint({**self.checkpoint_payload(), **global_rng_state()})
                     if cut:  # fresh, seeded episodes, as a resume from this checkpoint starts them
                         self.start_episodes(env)
                     self.metrics.restart(state.step)

@@ -239,17 +239,3 @@ class RunRecord:
         if (self.checkpoint_dir / CHECKPOINT).exists():
             os.replace(self.checkpoint_dir / CHECKPOINT, self.checkpoint_dir / PREVIOUS_CHECKPOINT)
         os.replace(tmp, self.checkpoint_dir / CHECKPOINT)
-
-
-def torch_rng_state() -> dict[str, Any]:
-    """Torch's global RNG states, for a checkpoint (restore with :func:`set_torch_rng_state`)."""
-    return {
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }
-
-
-def set_torch_rng_state(checkpoint: dict[str, Any]) -> None:
-    torch.set_rng_state(checkpoint["torch_rng"].cpu())
-    if checkpoint.get("cuda_rng") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
