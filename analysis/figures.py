@@ -6,6 +6,9 @@ algorithm name gets a colour of its own from a further palette, chosen by the na
 same in every figure and every run. The paper's reported values (``paper-claims.yaml``) are drawn
 as star marks at their step (at the right end of the axis where the paper gives no step); a range
 is drawn as a bar with the star at its middle, and marks at the same place are set side by side.
+The TD-MPC2 authors' published curves (:func:`analysis.aggregate.published_reference`), where given, are
+drawn dashed in their algorithm's colour with a lighter CI band, labelled "published (TD-MPC2 authors)"
+(:func:`plot_reference_curves`), over the same tasks as our runs and up to our last step.
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ def plot_curves(
     claims: Sequence[Mapping[str, Any]],
     stem: Path,
     metric: str = "iqm",
+    reference: FigureResult | None = None,
 ) -> list[Path]:
     """Score vs steps, one line per algorithm with its 95% CI band (fig3a, fig3b, fig3c).
 
@@ -111,6 +115,7 @@ def plot_curves(
     :param claims: ``paper-claims.yaml``'s ``claims``
     :param stem: output path without suffix
     :param metric: the curve's metric
+    :param reference: the published curves on the same tasks (:func:`plot_reference_curves`), or None
     :returns: written paths
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -119,6 +124,8 @@ def plot_curves(
         est = res.curves[metric]
         ax.plot(res.steps, est.point, color=color(algo), label=f"{label(algo)} ({res.n_runs} seeds)")
         ax.fill_between(res.steps, est.low, est.high, color=color(algo), alpha=0.2, linewidth=0)
+    if reference is not None:
+        plot_reference_curves(ax, reference, right, metric)
     marks = _paper_marks(claims, figure)
     # Marks that would cover each other (same step, ranges or values overlapping) are set side by side.
     places = [(step if step is not None else right, low, high) for _, step, _, low, high in marks]
@@ -147,6 +154,48 @@ def plot_curves(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return _save(fig, stem)
+
+
+PUBLISHED_LABEL = "published (TD-MPC2 authors)"
+
+
+def reference_span(steps: np.ndarray, right: float) -> slice:
+    """The published evaluations to draw against our curves ending at ``right``: up to and including
+    the first at or after ``right`` (so the dashed line spans our axis; the axis ends at ``right``)."""
+    after = np.nonzero(steps >= right)[0]
+    return slice(0, int(after[0]) + 1 if len(after) else len(steps))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
+def plot_reference_curves(ax: plt.Axes, reference: FigureResult, right: float, metric: str = "iqm") -> None:
+    """The published curves on ``ax``: per algorithm its ``metric`` (IQM) dashed, with its 95% CI band
+    (lighter than ours), labelled ``"<algo>, published (TD-MPC2 authors) (n seeds,
+    T tasks)"``. Drawn up to the first published evaluation at or after ``right`` (our last step); the
+    x axis is then limited to our range, plus room for the paper's marks.
+
+    :param ax: the axes of :func:`plot_curves`
+    :param reference: :func:`analysis.aggregate.published_reference`
+    :param right: our curves' last step
+    :param metric: the curve's metric
+    """
+    for algo, res in reference.algos.items():
+        est = res.curves[metric]
+        span = reference_span(res.steps, right)
+        ax.plot(
+            res.steps[span],
+            est.point[span],
+            color=color(algo),
+            linestyle="--",
+            linewidth=1.2,
+            label=f"{label(algo)}, {PUBLISHED_LABEL} ({res.n_runs} seeds, {_count(len(res.tasks), 'task')})",
+        )
+        ax.fill_between(
+            res.steps[span], est.low[span], est.high[span], color=color(algo), alpha=0.08, linewidth=0
+        )
+    ax.set_xlim(left=0, right=1.05 * right)
 
 
 def plot_sweep(

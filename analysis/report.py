@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,42 +22,66 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis import aggregate, figures, stats
-from analysis.aggregate import FIGURES, REFERENCE_ALGO, FigureResult
+from analysis import aggregate, figures, stats, verdicts
+from analysis.aggregate import FIGURES, REFERENCE_ALGO, AlgoResult, FigureResult
 from analysis.collect import Collected, collect, write_tables
+from analysis.verdicts import Evidence
 
 # The suite ships its copy of the spec's paper-claims.yaml (tests/test_analysis_report.py checks they agree).
 DEFAULT_CLAIMS = Path(__file__).resolve().parent / "paper-claims.yaml"
-REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+# The suite's copy of config/paper.yaml's budgets: what a final-value claim is judged at where the paper
+# gives no step (the `paper` profile's `steps` of the claim's figure). Read from the checkout beside this
+# package; a report built elsewhere passes its own (build's `paper_profile`, judge_claims' `budgets`).
+DEFAULT_PAPER_PROFILE = Path(__file__).resolve().parents[1] / "config" / "paper.yaml"
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_JUDGED = (
+    verdicts.REPRODUCED,
+    verdicts.NOT_REPRODUCED,
+    verdicts.INCONCLUSIVE,
+    verdicts.NOT_JUDGED,
+)
 
 VERDICT_RULES = """\
 All intervals are 95% stratified-bootstrap CIs over seeds (rliable's definition). "CI(a) above
-CI(b)" means a's lower bound exceeds b's upper bound.
+CI(b)" means a's lower bound exceeds b's upper bound. Every row says what it was judged on (its
+scope: agent steps, how many of the figure's tasks, how many seeds); `claims.json` holds the
+numbers behind each row.
 
-* **Claims with values** (the paper's "average" is our *mean* on the figure's scale, at the
-  evaluated step nearest to the claim's step, or at the last step common to an algorithm's runs
-  when the paper gives none). Per algorithm, the value check *passes* when the paper's value (or
-  range) meets our CI, or when our CI lies entirely on the side the paper argues for (M3PO above
-  the paper's value, a baseline below it); it *fails* otherwise. Per ordered pair of the claim's
-  `order` (every algorithm of a group against every algorithm of a lower group), the order
-  *holds* when CI(higher) is above CI(lower), is *contradicted* when CI(higher) is below
-  CI(lower), and is *undecided* when they overlap. Verdict: **not reproduced** when a value check
-  fails or an order is contradicted; else **inconclusive** when an algorithm has no data or an
-  order is undecided; else **reproduced**.
-* **Outperforms** (M3PO above each baseline in fig3a and fig3b): per figure and baseline, at the
-  last step, the mean CIs as an ordered pair above. Any contradicted: not reproduced; else any
-  undecided or missing: inconclusive; else reproduced.
-* **Sample efficiency** (M3PO above DreamerV3 in fig3b): IQM CIs at each step both evaluated.
-  Reproduced when M3PO's CI is above at one step or more and below at none; not reproduced when
-  below at one or more and above at none; inconclusive otherwise (mixed, all overlapping, or no
-  data).
-* **Stability band** (TD-MPC2's CI wider than M3PO's in fig3c): mean width of the IQM CI over the
-  common steps. Reproduced when TD-MPC2's is wider, not reproduced when it is not; inconclusive
-  without data for both. (A comparison of point widths: no interval on the widths themselves.)
-* **Vectorization** (fig4): final normalized score per run, mean and std over seeds per number of
-  envs. Reproduced when TD-MPC2's mean at the most envs is below that at the fewest and its std
-  above; not reproduced otherwise; inconclusive with fewer than two env settings of two seeds or
-  more. M3PO's trend is shown beside it, not judged (the paper does not state it).
+* **Evidence.** An algorithm with fewer than 3 seeds, or a zero-width interval, is never evidence:
+  a comparison that needs it is *no evidence*, and the row says why. No evidence makes a row
+  **inconclusive**, never **not reproduced**.
+* **Published curves.** The TD-MPC2 authors' per-task curves (TD-MPC2, SAC, DreamerV3 on dmc39 and
+  mw50; `baselines/published/tdmpc2_curves.parquet`) are aggregated over the same tasks as our runs,
+  never pooled with them. Where our own runs of an algorithm do not reach a claim's budget (or do
+  not exist), its published curve stands in, marked "(published)" in every row that uses it.
+* **Claims with values** (dmc39-final, mw50-final, mt80-final) are judged at their budget: the
+  claim's step, or where the paper gives none the `paper` profile's budget for its figure. Each
+  algorithm's evidence is its *mean* (the paper's "average") at its first evaluation at or after the
+  budget. M3PO's runs below the budget: **not judged at this budget**, naming both budgets. Per
+  algorithm, the value check *passes* when the paper's value (or range) meets our CI, or when our CI
+  lies entirely on the side the paper argues for (M3PO above the paper's value, a baseline below
+  it); it *fails* otherwise. Per ordered pair of the claim's `order` (every algorithm of a group
+  against every algorithm of a lower group), the order *holds* when CI(higher) is above CI(lower),
+  is *contradicted* when CI(higher) is below CI(lower), and is *undecided* when they overlap.
+  Verdict: **not reproduced** when a value check fails or an order is contradicted; else
+  **inconclusive** when an algorithm has no evidence at the budget or an order is undecided; else
+  **reproduced**.
+* **Outperforms** (M3PO above each baseline in fig3a and fig3b), at any budget: per figure and
+  baseline, the mean CIs at the last step both evaluated, as an ordered pair above. Any
+  contradicted: not reproduced; else any undecided, without evidence or missing: inconclusive;
+  else reproduced.
+* **Sample efficiency** (M3PO above DreamerV3 in fig3b), at any budget: IQM CIs at each step both
+  evaluated. Reproduced when M3PO's CI is above at one step or more and below at none; not
+  reproduced when below at one or more and above at none; inconclusive otherwise (mixed, all
+  overlapping, no evidence, or no data).
+* **Stability band** (TD-MPC2's CI wider than M3PO's in fig3c), at any budget: mean width of the
+  IQM CI over the steps both evaluated. Reproduced when TD-MPC2's is wider, not reproduced when it
+  is not; inconclusive with fewer than 3 seeds or a zero width for either. (A comparison of point
+  widths: no interval on the widths themselves.)
+* **Vectorization** (fig4), at any budget: final normalized score per run, mean and std over seeds
+  per number of envs, of the settings with 3 seeds or more. Reproduced when TD-MPC2's mean at the
+  most envs is below that at the fewest and its std above; not reproduced otherwise; inconclusive
+  with fewer than two such settings. M3PO's trend is shown beside it, not judged (the paper does
+  not state it).
 """
 
 
@@ -74,9 +100,14 @@ class ClaimRow:
     :param claim: claim id
     :param figure: figure id(s)
     :param paper: the paper's value(s) or statement
-    :param ours: what we measured
-    :param verdict: reproduced / not reproduced / inconclusive
+    :param ours: what we measured (``Label point [low, high]`` items for value claims; published
+        evidence marked ``(published)``)
+    :param verdict: one of :data:`analysis.verdicts.VERDICTS`
     :param why: the deciding facts
+    :param scope: what the row was judged on: agent steps, tasks of the figure's set, seeds
+        (e.g. ``at 500k agent steps on 8 of 39 dmc39 tasks, 3 seeds``)
+    :param budget: a final-value claim's budget and its source; empty for the others (any budget)
+    :param record: the numbers behind the row, as written to ``claims.json`` (not a table column)
     """
 
     claim: str
@@ -85,6 +116,12 @@ class ClaimRow:
     ours: str
     verdict: str
     why: str
+    scope: str = ""
+    budget: str = ""
+    record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+TABLE_COLUMNS = ("claim", "figure", "paper", "ours", "verdict", "scope", "budget", "why")
 
 
 def _ci(est: stats.Estimate, index: int | None = None) -> tuple[float, float, float]:
@@ -97,136 +134,324 @@ def _fmt(point: float, low: float, high: float) -> str:
     return f"{point:.1f} [{low:.1f}, {high:.1f}]"
 
 
-def order_relation(higher: tuple[float, float, float], lower: tuple[float, float, float]) -> str:
-    """``holds``, ``contradicted`` or ``undecided`` for two (point, low, high) intervals."""
-    if higher[1] > lower[2]:
-        return "holds"
-    if higher[2] < lower[1]:
-        return "contradicted"
-    return "undecided"
+def paper_budgets(path: Path | None = None) -> dict[str, int]:
+    """Figure id -> agent steps of the ``paper`` profile's figures (``config/paper.yaml``'s
+    ``figures.<id>.steps``); empty when the file is not there."""
+    path = Path(path or DEFAULT_PAPER_PROFILE)
+    if not path.exists():
+        return {}
+    spec = yaml.safe_load(path.read_text()) or {}
+    return {
+        name: int(fig["steps"]) for name, fig in (spec.get("figures") or {}).items() if "steps" in (fig or {})
+    }
 
 
-def value_check(algo: str, paper: float | Sequence[float], ours: tuple[float, float, float]) -> bool:
-    """Whether our CI meets the paper's value (or range), or lies on the side the paper argues for."""
-    lo, hi = (min(paper), max(paper)) if isinstance(paper, list | tuple) else (paper, paper)
-    _, low, high = ours
-    if low <= hi and high >= lo:
-        return True
-    return low > hi if algo == REFERENCE_ALGO else high < lo
+def evidence_at(
+    res: AlgoResult, algo: str, index: int, metric: str = "mean", source: str = verdicts.OURS
+) -> Evidence:
+    """One algorithm's ``metric`` CI at its ``index``-th step as :class:`analysis.verdicts.Evidence`."""
+    point, low, high = _ci(res.curves[metric], index)
+    return Evidence(
+        algo, figures.label(algo), point, low, high, int(res.steps[index]), res.n_runs, len(res.tasks), source
+    )
 
 
-def _mean_at(
-    result: FigureResult, algo: str, at_steps: int | None
-) -> tuple[tuple[float, float, float], int] | None:
-    res = result.algos.get(algo)
-    if res is None:
-        return None
-    index = len(res.steps) - 1 if at_steps is None else int(np.argmin(np.abs(res.steps - at_steps)))
-    return _ci(res.curves["mean"], index), int(res.steps[index])
+def _figure_scope(figure: str) -> tuple[str, int | None]:
+    """(task set, its size) of a figure, from :data:`analysis.aggregate.FIGURES`."""
+    spec = FIGURES.get(figure)
+    task_set = spec.suite if spec else figure
+    return task_set, aggregate.TASK_SET_SIZES.get(task_set)
 
 
-def judge_values(claim: Mapping[str, Any], result: FigureResult) -> ClaimRow:
-    """A claim with ``values`` and ``order`` (see :data:`VERDICT_RULES`)."""
-    ours, facts, failed, missing = {}, [], False, False
+def _record(**numbers: Any) -> dict[str, Any]:
+    """A row's ``details`` in ``claims.json``: the numbers behind it (the text fields are beside it)."""
+    return dict(numbers)
+
+
+def _groups(claim: Mapping[str, Any]) -> list[list[str]]:
+    return [group if isinstance(group, list) else [group] for group in claim.get("order", [])]
+
+
+def judge_values(
+    claim: Mapping[str, Any],
+    result: FigureResult,
+    budgets: Mapping[str, int] | None = None,
+    published: FigureResult | None = None,
+) -> ClaimRow:
+    """A claim with ``values`` and ``order`` (see :data:`VERDICT_RULES`), at its budget.
+
+    :param claim: the claim (``at_steps`` None: the budget is ``budgets[claim["figure"]]``)
+    :param result: our aggregates of its figure
+    :param budgets: figure id -> the ``paper`` profile's budget (:func:`paper_budgets`)
+    :param published: the published curves on our tasks (:func:`analysis.aggregate.published_reference`),
+        standing in for an algorithm whose runs do not reach the budget
+    """
+    figure = str(claim["figure"])
+    task_set, total = _figure_scope(figure)
+    budget, source = verdicts.claim_budget(claim.get("at_steps"), (budgets or {}).get(figure), figure)
+    paper_text = ", ".join(f"{figures.label(a)} {v}" for a, v in claim["values"].items())
+    algos = list(dict.fromkeys([*claim["values"], *(a for g in _groups(claim) for a in g)]))
+    if budget is None:
+        why = f"no budget to judge final values at ({source})"
+        return ClaimRow(
+            claim["id"],
+            figure,
+            paper_text,
+            "no data",
+            INCONCLUSIVE,
+            why,
+            "no budget",
+            source,
+            _record(budget=None),
+        )
+    evidence: dict[str, Evidence] = {}
+    status: dict[str, str] = {}
+    shown: list[Evidence] = []  # evidence at the budget, and our runs below it (at their last step)
+    notes: list[str] = []
+    below: list[str] = []  # our runs that end below the budget, with their last step
+    for algo in algos:
+        res = result.algos.get(algo)
+        index = verdicts.at_or_after(res.steps, budget) if res is not None else None
+        ref = published.algos.get(algo) if published is not None and algo != REFERENCE_ALGO else None
+        pub_index = verdicts.at_or_after(ref.steps, budget) if ref is not None else None
+        if index is not None:
+            evidence[algo] = evidence_at(res, algo, index)
+        elif pub_index is not None:
+            evidence[algo] = evidence_at(ref, algo, pub_index, source=verdicts.PUBLISHED)
+            ours = "no runs of ours"
+            if res is not None:
+                ours = f"our runs reach {verdicts.fmt_steps(res.steps[-1])}"
+            notes.append(f"{figures.label(algo)}: {ours}; the published curve stands in")
+        elif res is not None:
+            status[algo] = verdicts.BELOW_BUDGET
+            shown.append(evidence_at(res, algo, len(res.steps) - 1))
+            below.append(f"{figures.label(algo)} {verdicts.fmt_steps(res.steps[-1])}")
+        else:
+            status[algo] = verdicts.MISSING
+            notes.append(f"{figures.label(algo)}: no data")
+        if algo in evidence:
+            shown.append(evidence[algo])
+    outcomes, facts, checks = [], [], []
     for algo, paper in claim["values"].items():
-        found = _mean_at(result, algo, claim.get("at_steps"))
-        if found is None:
-            missing = True
-            facts.append(f"{figures.label(algo)}: no data")
+        if algo not in evidence:
+            outcomes.append(status[algo])
+            checks.append({"check": f"{algo} value", "outcome": status[algo], "reason": None})
             continue
-        ours[algo], step = found
-        ok = value_check(algo, paper, ours[algo])
-        failed |= not ok
-        facts.append(f"{figures.label(algo)} at step {step}: value check {'passes' if ok else 'fails'}")
-    groups = [group if isinstance(group, list) else [group] for group in claim.get("order", [])]
-    undecided = False
+        e = evidence[algo]
+        outcome, reason = verdicts.value_check(paper, e, reference=algo == REFERENCE_ALGO)
+        outcomes.append(outcome)
+        checks.append({"check": f"{algo} value", "outcome": outcome, "reason": reason})
+        at = verdicts.fmt_steps(e.step)
+        facts.append(f"{e.name} at {at}: value check {outcome}" + (f" ({reason})" if reason else ""))
+    groups = _groups(claim)
     for i, upper in enumerate(groups):
         for lower_group in groups[i + 1 :]:
             for a in upper:
                 for b in lower_group:
-                    fa, fb = (
-                        _mean_at(result, a, claim.get("at_steps")),
-                        _mean_at(result, b, claim.get("at_steps")),
-                    )
-                    if fa is None or fb is None:
-                        missing = True
-                        continue
-                    relation = order_relation(fa[0], fb[0])
-                    failed |= relation == "contradicted"
-                    undecided |= relation == "undecided"
-                    if relation != "holds":
-                        facts.append(f"{figures.label(a)} > {figures.label(b)}: {relation}")
-    verdict = NOT_REPRODUCED if failed else INCONCLUSIVE if (missing or undecided) else REPRODUCED
-    paper_text = ", ".join(f"{figures.label(a)} {v}" for a, v in claim["values"].items())
-    ours_text = ", ".join(f"{figures.label(a)} {_fmt(*v)}" for a, v in ours.items()) or "no data"
-    return ClaimRow(claim["id"], str(claim["figure"]), paper_text, ours_text, verdict, "; ".join(facts))
+                    if a not in evidence or b not in evidence:
+                        outcome, reason = status.get(a) or status[b], None
+                    else:
+                        outcome, reason = verdicts.order_relation(evidence[a], evidence[b])
+                    outcomes.append(outcome)
+                    checks.append({"check": f"{a} > {b}", "outcome": outcome, "reason": reason})
+                    if outcome != verdicts.HOLDS and a in evidence and b in evidence:
+                        facts.append(
+                            f"{figures.label(a)} > {figures.label(b)}: {outcome}"
+                            + (f" ({reason})" if reason else "")
+                        )
+    ref_res = result.algos.get(REFERENCE_ALGO)
+    reached = ref_res is None or verdicts.reaches(int(ref_res.steps[-1]), budget)
+    verdict = verdicts.final_verdict(reached, outcomes)
+    if not reached:
+        facts.insert(0, verdicts.below_budget(int(ref_res.steps[-1]), budget, source))
+    scope = verdicts.scope_text(shown, total, task_set)
+    budget_text = f"{verdicts.fmt_steps(budget)} agent steps ({source})"
+    ours_items = []
+    for e in shown:
+        marked = "(published) " if e.source == verdicts.PUBLISHED else ""
+        item = f"{e.label} {marked}{_fmt(e.point, e.low, e.high)}"
+        if status.get(e.algo) == verdicts.BELOW_BUDGET:
+            item += f" at {verdicts.fmt_steps(e.step)} (below the budget)"
+        ours_items.append(item)
+    if below:
+        notes.append(f"our runs below the budget (last step): {', '.join(below)}")
+    why = "; ".join(facts + notes)
+    record = _record(
+        budget={"steps": budget, "source": source},
+        task_set=task_set,
+        tasks_total=total,
+        evidence=[{**e.as_dict(), "name": e.name, "at_budget": e.algo in evidence} for e in shown],
+        checks=checks,
+        paper=dict(claim["values"]),
+    )
+    return ClaimRow(
+        claim["id"],
+        figure,
+        paper_text,
+        ", ".join(ours_items) or "no data",
+        verdict,
+        why,
+        scope,
+        budget_text,
+        record,
+    )
 
 
-def judge_outperforms(claim: Mapping[str, Any], results: Mapping[str, FigureResult]) -> ClaimRow:
-    """M3PO's final mean CI above each baseline's in each of the claim's figures."""
-    relations, ours = [], []
+def _pair_evidence(
+    ours: AlgoResult,
+    other: AlgoResult | None,
+    reference: AlgoResult | None,
+    algo: str,
+    metric: str,
+) -> tuple[list[int], list[tuple[Evidence, Evidence]]]:
+    """Steps and (M3PO, baseline) evidence pairs at the steps both evaluated: our baseline's runs, or,
+    without them, its published curve (steps > 0: at step 0 every policy is untrained)."""
+    source, res = (verdicts.OURS, other) if other is not None else (verdicts.PUBLISHED, reference)
+    if res is None:
+        return [], []
+    common = [int(s) for s in np.intersect1d(ours.steps, res.steps)]
+    if source == verdicts.PUBLISHED:
+        common = [s for s in common if s > 0]
+    pairs = []
+    for step in common:
+        i, j = int(np.searchsorted(ours.steps, step)), int(np.searchsorted(res.steps, step))
+        pairs.append(
+            (evidence_at(ours, REFERENCE_ALGO, i, metric), evidence_at(res, algo, j, metric, source))
+        )
+    return common, pairs
+
+
+def judge_outperforms(
+    claim: Mapping[str, Any],
+    results: Mapping[str, FigureResult],
+    published: Mapping[str, FigureResult | None] | None = None,
+) -> ClaimRow:
+    """M3PO's mean CI above each baseline's, at the last step both evaluated, in each of the claim's
+    figures; a baseline without runs of ours is stood in for by its published curve where there is one."""
+    outcomes, ours_text, scopes, why, checks, shown_all = [], [], [], [], [], []
     for figure in claim["figure"]:
         result = results.get(figure)
         spec = FIGURES[figure]
+        task_set, total = _figure_scope(figure)
+        reference = (published or {}).get(figure)
+        shown: list[Evidence] = []
         for algo in spec.algos:
             if algo == REFERENCE_ALGO:
                 continue
-            a = _mean_at(result, REFERENCE_ALGO, None) if result else None
-            b = _mean_at(result, algo, None) if result else None
-            relation = "missing" if a is None or b is None else order_relation(a[0], b[0])
-            relations.append(relation)
-            ours.append(f"{figure} vs {figures.label(algo)}: {relation}")
-    if "contradicted" in relations:
-        verdict = NOT_REPRODUCED
-    elif any(r in ("undecided", "missing") for r in relations):
-        verdict = INCONCLUSIVE
-    else:
-        verdict = REPRODUCED
+            m3po = result.algos.get(REFERENCE_ALGO) if result else None
+            other = result.algos.get(algo) if result else None
+            ref = reference.algos.get(algo) if reference is not None else None
+            pairs = _pair_evidence(m3po, other, ref, algo, "mean")[1] if m3po is not None else []
+            if not pairs:
+                outcome, reason = verdicts.MISSING, None
+            else:
+                a, b = pairs[-1]
+                outcome, reason = verdicts.order_relation(a, b)
+                shown += [e for e in (a, b) if e not in shown]
+                b_name = b.name
+            name = b_name if pairs else figures.label(algo)
+            outcomes.append(outcome)
+            ours_text.append(f"{figure} vs {name}: {outcome}")
+            checks.append({"check": f"{figure}: m3po > {algo}", "outcome": outcome, "reason": reason})
+            if reason:
+                why.append(f"{figure} vs {name}: {reason}")
+        if shown:
+            scopes.append(f"{figure} {verdicts.scope_text(shown, total, task_set)}")
+            shown_all += shown
+    verdict = verdicts.combine(outcomes)
+    scope = "; ".join(scopes) or "no evidence"
+    text = "; ".join(why) or "final mean CIs"
+    record = _record(
+        evidence=[{**e.as_dict(), "name": e.name} for e in shown_all],
+        checks=checks,
+    )
     return ClaimRow(
         claim["id"],
         ", ".join(claim["figure"]),
         claim["statement"],
-        "; ".join(ours),
+        "; ".join(ours_text),
         verdict,
-        "final mean CIs",
+        text,
+        scope,
+        "",
+        record,
     )
 
 
-def judge_sample_efficiency(claim: Mapping[str, Any], result: FigureResult | None, baseline: str) -> ClaimRow:
-    """M3PO's IQM CI above the baseline's at some steps and below at none."""
+def _no_evidence(claim: Mapping[str, Any], figure: str, why: str) -> ClaimRow:
+    record = _record()
+    return ClaimRow(
+        claim["id"], figure, claim["statement"], "no data", INCONCLUSIVE, why, "no evidence", "", record
+    )
+
+
+def judge_sample_efficiency(
+    claim: Mapping[str, Any],
+    result: FigureResult | None,
+    baseline: str,
+    published: FigureResult | None = None,
+) -> ClaimRow:
+    """M3PO's IQM CI above the baseline's at some steps and below at none; without runs of ours of the
+    baseline, its published curve stands in (at the steps both evaluated)."""
+    figure = str(claim["figure"])
+    task_set, total = _figure_scope(figure)
     ours = result.algos.get(REFERENCE_ALGO) if result else None
     other = result.algos.get(baseline) if result else None
-    if ours is None or other is None:
-        return ClaimRow(claim["id"], claim["figure"], claim["statement"], "no data", INCONCLUSIVE, "")
-    common = np.intersect1d(ours.steps, other.steps)
-    above = below = 0
-    for step in common:
-        i, j = int(np.searchsorted(ours.steps, step)), int(np.searchsorted(other.steps, step))
-        relation = order_relation(_ci(ours.curves["iqm"], i), _ci(other.curves["iqm"], j))
-        above += relation == "holds"
-        below += relation == "contradicted"
-    if above and not below:
-        verdict = REPRODUCED
-    elif below and not above:
-        verdict = NOT_REPRODUCED
-    else:
-        verdict = INCONCLUSIVE
-    text = f"of {len(common)} common steps, M3PO's IQM CI is above at {above}, below at {below}"
-    return ClaimRow(claim["id"], claim["figure"], claim["statement"], text, verdict, "")
+    ref = published.algos.get(baseline) if published is not None else None
+    common, pairs = _pair_evidence(ours, other, ref, baseline, "iqm") if ours is not None else ([], [])
+    if not pairs:
+        why = "no steps that both M3PO and " + figures.label(baseline) + " evaluated"
+        return _no_evidence(claim, figure, why)
+    relations = [verdicts.order_relation(a, b) for a, b in pairs]
+    outcomes = [o for o, _ in relations]
+    verdict = verdicts.sample_efficiency_verdict(outcomes)
+    above, below = outcomes.count(verdicts.HOLDS), outcomes.count(verdicts.CONTRADICTED)
+    none = [r for o, r in relations if o == verdicts.NO_EVIDENCE]
+    name = pairs[-1][1].name
+    text = f"of {len(common)} common steps, M3PO's IQM CI is above {name}'s at {above}, below at {below}"
+    why = f"no evidence at {len(none)} step(s): {none[0]}" if none else ""
+    scope = verdicts.scope_text(list(pairs[-1]), total, task_set, steps=common)
+    record = _record(
+        evidence=[
+            {"step": a.step, "m3po": a.as_dict(), baseline: {**b.as_dict(), "name": b.name}} for a, b in pairs
+        ],
+        checks=[
+            {"check": f"m3po > {baseline} at {a.step}", "outcome": o, "reason": r}
+            for (a, _), (o, r) in zip(pairs, relations, strict=True)
+        ],
+    )
+    return ClaimRow(claim["id"], figure, claim["statement"], text, verdict, why, scope, "", record)
 
 
 def judge_band(claim: Mapping[str, Any], result: FigureResult | None) -> ClaimRow:
-    """TD-MPC2's IQM CI wider, on average over steps, than M3PO's."""
+    """TD-MPC2's IQM CI wider, on average over the steps both evaluated, than M3PO's."""
+    figure = str(claim["figure"])
+    task_set, total = _figure_scope(figure)
+    res = {a: result.algos.get(a) if result else None for a in ("tdmpc2", REFERENCE_ALGO)}
+    if any(r is None for r in res.values()):
+        why = "no runs of " + " or ".join(figures.label(a) for a, r in res.items() if r is None)
+        return _no_evidence(claim, figure, why)
+    common = np.intersect1d(res["tdmpc2"].steps, res[REFERENCE_ALGO].steps)
     widths = {}
-    for algo in ("tdmpc2", REFERENCE_ALGO):
-        res = result.algos.get(algo) if result else None
-        if res is not None:
-            widths[algo] = float(np.mean(res.curves["iqm"].high - res.curves["iqm"].low))
-    if len(widths) < 2:
-        return ClaimRow(claim["id"], claim["figure"], claim["statement"], "no data", INCONCLUSIVE, "")
-    verdict = REPRODUCED if widths["tdmpc2"] > widths[REFERENCE_ALGO] else NOT_REPRODUCED
+    for algo, r in res.items():
+        index = np.searchsorted(r.steps, common)
+        est = r.curves["iqm"]
+        widths[algo] = float(np.mean(est.high[index] - est.low[index])) if len(common) else math.nan
+    verdict, why = verdicts.band_verdict(
+        ("TD-MPC2", widths["tdmpc2"], res["tdmpc2"].n_runs),
+        ("M3PO", widths[REFERENCE_ALGO], res[REFERENCE_ALGO].n_runs),
+    )
+    last = []
+    if len(common):
+        last = [evidence_at(r, a, int(np.searchsorted(r.steps, common[-1])), "iqm") for a, r in res.items()]
+    scope = verdicts.scope_text(last, total, task_set, steps=[int(s) for s in common])
     text = f"mean IQM CI width: TD-MPC2 {widths['tdmpc2']:.2f}, M3PO {widths[REFERENCE_ALGO]:.2f}"
-    return ClaimRow(claim["id"], claim["figure"], claim["statement"], text, verdict, "")
+    record = _record(
+        widths=widths,
+        seeds={a: r.n_runs for a, r in res.items()},
+        steps=[int(s) for s in common],
+    )
+    return ClaimRow(claim["id"], figure, claim["statement"], text, verdict, why, scope, "", record)
 
 
 def fig4_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -241,48 +466,103 @@ def fig4_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def judge_vectorization(claim: Mapping[str, Any], runs: pd.DataFrame) -> ClaimRow:
-    """TD-MPC2's final score falls and its spread grows from the fewest to the most envs."""
+    """TD-MPC2's final score falls and its spread grows from the fewest to the most envs (settings
+    with 3 seeds or more)."""
+    figure = str(claim["figure"])
     rows = fig4_runs(runs)
     rows = rows[rows["algo"] == "tdmpc2"]
-    grouped = rows.groupby("num_envs")["final"].agg(["mean", "std", "count"])
-    grouped = grouped[grouped["count"] >= 2].sort_index()
-    if len(grouped) < 2:
-        return ClaimRow(
-            claim["id"], claim["figure"], claim["statement"], "fewer than two env settings", INCONCLUSIVE, ""
+    grouped = rows.groupby("num_envs")["final"].agg(["mean", "std", "count"]).sort_index()
+    settings = {int(n): (float(r["mean"]), float(r["std"]), int(r["count"])) for n, r in grouped.iterrows()}
+    verdict, why, compared = verdicts.trend_verdict(settings)
+    if rows.empty:
+        scope = "no evidence"
+    else:
+        task_set = str(rows["task_set"].iloc[0])
+        n_tasks = aggregate.TASK_SET_SIZES.get(task_set, len(task_set.split(",")))
+        seeds = ", ".join(f"{n} envs: {s[2]}" for n, s in settings.items())
+        scope = (
+            f"at {verdicts.fmt_steps(int(rows['step'].min()))} agent steps on {n_tasks} of 80 mt80 tasks, "
+            f"seeds per env count ({seeds})"
         )
-    first, last = grouped.iloc[0], grouped.iloc[-1]
-    falls, spreads = last["mean"] < first["mean"], last["std"] > first["std"]
-    verdict = REPRODUCED if falls and spreads else NOT_REPRODUCED
-    text = (
-        f"TD-MPC2 at {grouped.index[0]} envs: {first['mean']:.1f} ± {first['std']:.1f}; "
-        f"at {grouped.index[-1]} envs: {last['mean']:.1f} ± {last['std']:.1f}"
+    if compared:
+        (m0, s0, _), (m1, s1, _) = settings[compared[0]], settings[compared[-1]]
+        text = (
+            f"TD-MPC2 at {compared[0]} envs: {m0:.1f} ± {s0:.1f}; at {compared[-1]} envs: {m1:.1f} ± {s1:.1f}"
+        )
+    else:
+        text = "fewer than two env settings with 3 seeds or more"
+    record = _record(
+        settings={str(n): {"mean": m, "std": s, "seeds": c} for n, (m, s, c) in settings.items()},
+        compared=compared,
     )
-    return ClaimRow(claim["id"], claim["figure"], claim["statement"], text, verdict, "")
+    return ClaimRow(claim["id"], figure, claim["statement"], text, verdict, why, scope, "", record)
 
 
 def judge_claims(
-    claims: Sequence[Mapping[str, Any]], results: Mapping[str, FigureResult], runs: pd.DataFrame
+    claims: Sequence[Mapping[str, Any]],
+    results: Mapping[str, FigureResult],
+    runs: pd.DataFrame,
+    budgets: Mapping[str, int] | None = None,
+    published: Mapping[str, FigureResult | None] | None = None,
 ) -> list[ClaimRow]:
-    """One row per claim, by the rules of :data:`VERDICT_RULES`.
+    """One row per claim, by the rules of :data:`VERDICT_RULES` (:mod:`analysis.verdicts`).
 
     :param claims: ``paper-claims.yaml``'s ``claims``
     :param results: figure id -> aggregates
     :param runs: :func:`analysis.aggregate.final_run_scores`
+    :param budgets: figure id -> the ``paper`` profile's budget in agent steps, for final-value claims
+        without ``at_steps`` (default: :func:`paper_budgets` of :data:`DEFAULT_PAPER_PROFILE`)
+    :param published: figure id -> the published curves on our tasks
+        (:func:`analysis.aggregate.published_reference`); default none (no stand-ins)
     """
+    budgets = paper_budgets() if budgets is None else budgets
+    published = published or {}
     rows = []
     for claim in claims:
         figure = claim["figure"]
         if "values" in claim:
-            rows.append(judge_values(claim, results.get(figure, FigureResult({}, {}))))
+            result = results.get(figure, FigureResult({}, {}))
+            rows.append(judge_values(claim, result, budgets, published.get(figure)))
         elif isinstance(figure, list):
-            rows.append(judge_outperforms(claim, results))
+            rows.append(judge_outperforms(claim, results, published))
         elif figure == "fig4":
             rows.append(judge_vectorization(claim, runs))
         elif "band" in claim["statement"]:
             rows.append(judge_band(claim, results.get(figure)))
         else:
-            rows.append(judge_sample_efficiency(claim, results.get(figure), "dreamerv3"))
+            result = results.get(figure)
+            rows.append(judge_sample_efficiency(claim, result, "dreamerv3", published.get(figure)))
     return rows
+
+
+def claims_json(rows: Sequence[ClaimRow]) -> list[dict[str, Any]]:
+    """``claims.json``'s records: per claim its row's text fields and the numbers behind it."""
+    return [
+        {
+            **{k: getattr(r, k) for k in TABLE_COLUMNS},
+            "verdicts": list(verdicts.VERDICTS),
+            "details": r.record,
+        }
+        for r in rows
+    ]
+
+
+def write_claims_json(path: Path, rows: Sequence[ClaimRow]) -> Path:
+    """``claims.json``: :func:`claims_json` of the rows (NaN written as null)."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        if isinstance(value, np.generic):
+            return clean(value.item())
+        return value
+
+    path.write_text(json.dumps(clean(claims_json(rows)), indent=1) + "\n")
+    return path
 
 
 COMPUTE_HEADERS = {
@@ -357,7 +637,14 @@ def _improvement_table(results: Mapping[str, FigureResult]) -> pd.DataFrame:
 
 
 def build(
-    results_dir: Path, claims_path: Path, reps: int, seed: int = 0, profile_reps: int = 2000, workers: int = 1
+    results_dir: Path,
+    claims_path: Path,
+    reps: int,
+    seed: int = 0,
+    profile_reps: int = 2000,
+    workers: int = 1,
+    paper_profile: Path | None = None,
+    published_path: Path | None = None,
 ) -> dict[str, Any]:
     """Collect, aggregate, draw and write the report.
 
@@ -367,9 +654,17 @@ def build(
     :param seed: bootstrap seed
     :param profile_reps: bootstrap repetitions of the performance profiles (rliable's loop is slow)
     :param workers: threads over steps
-    :returns: ``claims`` (list of :class:`ClaimRow`), ``figures`` (written paths), ``collected``
+    :param paper_profile: the ``paper`` grid whose budgets final-value claims are judged at (default:
+        :data:`DEFAULT_PAPER_PROFILE`)
+    :param published_path: the vendored published curves (default:
+        :data:`analysis.aggregate.PUBLISHED_PATH`); missing: no reference curves, stand-ins or fidelity
+        section, with a warning
+    :returns: ``claims`` (list of :class:`ClaimRow`), ``figures`` (written paths), ``collected``,
+        ``published`` (figure id -> the published reference aggregates)
     """
     claims = yaml.safe_load(Path(claims_path).read_text())["claims"]
+    published = _published_or_none(published_path)
+    references: dict[str, FigureResult | None] = {}
     collected: Collected = collect(results_dir / "runs")
     write_tables(collected, results_dir / "tables")
     table = collected.scores
@@ -382,7 +677,11 @@ def build(
             continue
         results[figure] = result
         xlabel = spec.ylabel
-        written += figures.plot_curves(result, spec, figure, claims, fig_dir / figure)
+        if published is not None:
+            references[figure] = aggregate.published_reference(result, spec, reps, seed, published, workers)
+        written += figures.plot_curves(
+            result, spec, figure, claims, fig_dir / figure, reference=references.get(figure)
+        )
         written += figures.plot_intervals(result, figure, fig_dir / f"{figure}-intervals", xlabel)
         taus = np.linspace(0, spec.gamma, 101)
         profiles = stats.performance_profiles(
@@ -421,9 +720,28 @@ def build(
             xlabel,
             log2=key == "num_envs",
         )
-    rows = judge_claims(claims, results, runs)
-    write_report(results_dir, rows, results, collected, written, reps)
-    return {"claims": rows, "figures": written, "collected": collected}
+    rows = judge_claims(claims, results, runs, paper_budgets(paper_profile), references)
+    fidelity = aggregate.fidelity_table(table, published) if published is not None else None
+    write_report(results_dir, rows, results, collected, written, reps, fidelity=fidelity)
+    return {"claims": rows, "figures": written, "collected": collected, "published": references}
+
+
+def _published_or_none(path: Path | None = None) -> pd.DataFrame | None:
+    """:func:`analysis.aggregate.load_published`, or None with a warning when the file is not there."""
+    try:
+        return aggregate.load_published(path)
+    except FileNotFoundError as err:
+        warnings.warn(f"{err}; the report has no published curves", stacklevel=2)
+        return None
+
+
+FIDELITY_NOTE = """\
+Every (algorithm, task, agent step) where our default single-task runs and the TD-MPC2 authors'
+published CSVs both have an evaluation: our mean over seeds beside the published min and max over
+their seeds, with the verdict `m3po bench fidelity` computes (inside [min, max], below, above).
+Their `step` counts environment steps; agent step N is their row 2N. Meta-World: their success
+fraction x 100, our success %; their curves ran Meta-World v2, ours v3 (close relatives, not
+identical). Source: the CSV's path in nicklashansen/tdmpc2 and the commit it was read at."""
 
 
 def write_report(
@@ -433,12 +751,30 @@ def write_report(
     collected: Collected,
     written: Sequence[Path],
     reps: int,
+    *,
+    fidelity: pd.DataFrame | None = None,
 ) -> tuple[Path, Path]:
-    """``report.md`` and ``report.html`` in ``results_dir``."""
-    claims = pd.DataFrame([r.__dict__ for r in rows])
+    """``report.md`` and ``report.html`` in ``results_dir``.
+
+    :param fidelity: :func:`analysis.aggregate.fidelity_table` (default: from the scores and the
+        vendored published curves, when they are there)
+
+    Also writes ``claims.json`` (:func:`write_claims_json`).
+    """
+    claims = pd.DataFrame(
+        [{k: getattr(r, k) for k in TABLE_COLUMNS} for r in rows], columns=list(TABLE_COLUMNS)
+    )
+    if fidelity is None:
+        published = _published_or_none()
+        fidelity = aggregate.fidelity_table(collected.scores, published) if published is not None else None
+    fidelity_section: str | pd.DataFrame = (
+        fidelity if fidelity is not None else "(the published curves are not vendored in this checkout)"
+    )
     excluded = collected.excluded[["run_dir", "algo", "status", "step", "reason"]]
     sections: list[tuple[str, str | pd.DataFrame]] = [
         ("Claims of the paper against this suite", claims),
+        ("Fidelity: our runs beside the published (TD-MPC2 authors)", fidelity_section),
+        ("Fidelity notes", FIDELITY_NOTE),
         (
             "Verdict rules",
             VERDICT_RULES + f"\nBootstrap repetitions: {reps}; seeded, so a rerun gives the same CIs.",
@@ -467,6 +803,7 @@ def write_report(
     ]
     md_path, html_path = results_dir / "report.md", results_dir / "report.html"
     md_path.write_text("\n".join(md))
+    write_claims_json(results_dir / "claims.json", rows)
     html_path.write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>M3PO report</title></head><body>"
         + "\n".join(body)

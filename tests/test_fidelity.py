@@ -9,6 +9,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -51,6 +52,93 @@ def test_vendored_results_have_three_seeds_per_algo_and_task_at_the_compared_ste
             assert any(
                 algo in line and entry["path"] in line and entry["commit"] in line for line in header
             ), (algo, task)
+
+
+# The per-task curves of every dmc39 and mw50 task (baselines/published/tdmpc2_curves.parquet), which
+# the claims report reads; the YAML above is their subset that this benchmark compares at.
+def test_vendored_curves_cover_every_dmc39_and_mw50_task_with_path_commit_and_units():
+    from analysis.aggregate import load_published, published_metadata
+    from m3po.envs.registry import SUITES
+
+    curves = load_published()
+    assert set(curves["algo"]) == set(fidelity.ALGOS)
+    for algo in fidelity.ALGOS:
+        for task_set in ("dmc39", "mw50"):
+            rows = curves[(curves["algo"] == algo) & (curves["task_set"] == task_set)]
+            assert set(rows["task"]) == set(SUITES[task_set]), (algo, task_set)
+            assert (rows.groupby("task")["seed"].nunique() == 3).all(), (algo, task_set)
+    assert (curves["path"] == "results/" + curves["algo"] + "/" + curves["their_task"] + ".csv").all()
+    assert curves["commit"].str.fullmatch(r"[0-9a-f]{40}").all()
+    assert (curves["env_step"] == 2 * curves["step"]).all()  # our agent step N is their row 2N
+    mw = curves[curves["task_set"] == "mw50"]
+    assert (mw["raw_column"] == "success").all() and mw["raw"].between(0, 1).all()
+    assert np.allclose(mw["score"], 100 * mw["raw"])  # success % on the suite's scale
+    dmc = curves[curves["task_set"] == "dmc39"]
+    assert (dmc["raw_column"] == "reward").all() and (dmc["score"] == dmc["raw"]).all()
+    assert dmc["score"].between(0, 1000).all()
+    # Their horizons, in agent steps: 2M for DMControl (7M dog and humanoid), 1M for Meta-World.
+    assert mw["step"].max() == 1_000_000 and dmc[dmc["task"] == "walker-walk"]["step"].max() == 2_000_000
+    meta = published_metadata()
+    assert meta["repository"] == "https://github.com/nicklashansen/tdmpc2" and re.fullmatch(
+        r"[0-9a-f]{40}", meta["head"]
+    )
+
+
+def test_vendored_curves_agree_with_the_benchmarks_yaml():
+    from analysis.aggregate import load_published
+
+    curves = load_published().set_index(["algo", "task", "env_step", "seed"])["raw"]
+    compared = 0
+    for algo, tasks in fidelity.load_published().items():
+        for task, entry in tasks.items():
+            for step, seeds in entry["reward"].items():
+                for seed, value in seeds.items():
+                    if value is None:
+                        assert (algo, task, step, seed) not in curves.index
+                        continue
+                    assert curves[(algo, task, step, seed)] == value, (algo, task, step, seed)
+                    compared += 1
+    assert compared == 78
+
+
+def test_vendor_script_reads_a_local_git_copy(tmp_path, monkeypatch):
+    from baselines.published import vendor
+
+    repo = tmp_path / "tdmpc2"
+    files = {"walker-walk": "step,reward,seed\n0,1.5,1\n100000,500.0,1\n200000,900.0,1\n",
+             "mw-reach": "step,success,seed\n0,0.0,1\n100000,0.4,1\n"}  # fmt: skip
+    for algo in vendor.ALGOS:
+        for task, text in files.items():
+            path = repo / "results" / algo / f"{task}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "results"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    monkeypatch.setattr(vendor, "SUITES", {"dmc39": ("walker-walk",), "mw50": ("mw-reach",)})
+    out = tmp_path / "curves.parquet"
+    table = vendor.vendor(repo, out)
+    assert len(table) == 3 * 5 and set(table["commit"]) == {head}
+    from analysis.aggregate import load_published, published_metadata
+
+    back = load_published(out)
+    reach = back[(back["algo"] == "sac") & (back["task"] == "mw-reach")]
+    assert list(reach["step"]) == [0, 50_000] and list(reach["score"]) == [0.0, 40.0]
+    walker = back[(back["algo"] == "tdmpc2") & (back["task"] == "walker-walk")]
+    assert list(walker["step"]) == [0, 50_000, 100_000] and list(walker["path"].unique()) == [
+        "results/tdmpc2/walker-walk.csv"
+    ]
+    assert published_metadata(out)["head"] == head
+    (repo / "results" / "sac" / "mw-reach.csv").unlink()
+    subprocess.run([*git, "commit", "-qam", "drop one"], check=True)
+    with pytest.raises(FileNotFoundError, match="results/sac/mw-reach.csv"):
+        vendor.vendor(repo, out)
+    with pytest.raises(FileNotFoundError, match="no git directory"):
+        vendor.vendor(tmp_path / "nothing", out)
 
 
 # --------------------------------------------------------------------------------------- comparison
