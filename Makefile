@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export MUJOCO_GL ?= disable
 
-.PHONY: install test test-slurm figures lint bench-envs clean-venv
+.PHONY: install test test-slurm test-browser figures lint bench-envs clean-venv
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), "Python 3.11 or 3.12 is needed, found " + sys.version.split()[0]'
@@ -17,14 +17,19 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Everything but the SLURM cluster tests (they need root and Debian's slurm-wlm and munge, and take
-# longer than the rest together); CI runs both.
+# longer than the rest together) and the browser check (Debian's chromium); CI runs all three.
 test: $(STAMP)
-	$(PY) -m pytest -m "not slurm"
+	$(PY) -m pytest -m "not slurm and not browser"
 
 # Only the workflow on a one-node SLURM cluster (root; Debian's slurm-wlm and munge: .ci/run
 # installs them). About 10-15 minutes on 2 cores.
 test-slurm: $(STAMP)
 	$(PY) -m pytest -m slurm tests/test_slurm.py
+
+# Only the report in headless Chromium (Debian's chromium: .ci/run installs it), about 30 s; the
+# screenshot of the whole page goes to build/report-screenshot.png.
+test-browser: $(STAMP)
+	M3PO_REPORT_SCREENSHOT=build/report-screenshot.png $(PY) -m pytest -m browser tests/test_browser.py
 
 figures: $(STAMP)
 	$(VENV)/bin/snakemake --cores all figures

@@ -27,6 +27,7 @@ from rliable import plot_utils
 
 from analysis.aggregate import FigureResult, FigureSpec
 from analysis.stats import Estimate
+from m3po.record import TRAIN_LOG, read_jsonl
 
 matplotlib.use("Agg")  # files only; no display on the machines that make figures
 
@@ -58,6 +59,16 @@ ABLATIONS: dict[str, tuple[str, str]] = {
     "num_envs": ("ablation: number of vectorized envs", "envs (2^k)"),
 }
 METRIC_LABELS = {"iqm": "IQM", "mean": "Mean", "median": "Median", "optimality_gap": "Optimality gap"}
+# The off-policyness diagnostics M3PO's runs log in train.jsonl: key -> panel title. Mean log pi_old
+# of the executed actions (falls when the planner picks actions the prior finds unlikely), PPO's
+# clip fraction, and the planner's mean |action - prior mean| per action dimension.
+DIAGNOSTICS: dict[str, str] = {
+    "ppo/log_prob_old_mean": r"mean $\log \pi_{old}$ of executed actions",
+    "ppo/clip_fraction": "PPO clip fraction",
+    "planner/prior_gap": "planner vs prior: mean |a - prior mean|",
+}
+# At most this many runs are drawn one line each; more are drawn as their median and quartiles.
+DIAGNOSTIC_LINES = 8
 
 
 def label(algo: str) -> str:
@@ -289,4 +300,71 @@ def plot_profiles(
     )
     ax.set_title(f"{figure}: performance profiles at the last step")
     ax.legend(fontsize=10)  # rliable's ticks are large; 8 pt reads as a footnote beside them
+    return _save(fig, stem)
+
+
+def read_diagnostics(
+    run_dirs: Sequence[Path | str], keys: Sequence[str] = tuple(DIAGNOSTICS)
+) -> pd.DataFrame:
+    """The :data:`DIAGNOSTICS` of runs from their ``train.jsonl``: one row per run and iteration.
+
+    :param run_dirs: run directories (a missing or unreadable log gives no rows)
+    :param keys: the logged keys to keep
+    :returns: ``run_dir``, ``step`` and one column per key (NaN where an iteration did not log it);
+        only iterations that logged at least one key
+    """
+    rows = []
+    for run_dir in run_dirs:
+        try:
+            logged = read_jsonl(Path(run_dir) / TRAIN_LOG)
+        except (OSError, ValueError):
+            continue
+        for row in logged:
+            values = {key: float(row[key]) for key in keys if isinstance(row.get(key), int | float)}
+            if values and "step" in row:
+                rows.append({"run_dir": str(run_dir), "step": int(row["step"]), **values})
+    return pd.DataFrame(rows, columns=["run_dir", "step", *keys])
+
+
+def plot_diagnostics(
+    diagnostics: pd.DataFrame, labels: Mapping[str, str], title: str, stem: Path
+) -> list[Path]:
+    """The off-policyness diagnostics of a figure's M3PO runs against agent steps, one panel per key.
+
+    Up to :data:`DIAGNOSTIC_LINES` runs are one line each; more are drawn as the median over runs
+    at each step with the band between the quartiles.
+
+    :param diagnostics: :func:`read_diagnostics`
+    :param labels: run_dir -> legend label (e.g. task and seed)
+    :param title: the figure's title
+    :param stem: output path without suffix
+    """
+    keys = [key for key in DIAGNOSTICS if key in diagnostics and diagnostics[key].notna().any()]
+    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4.2 * max(len(keys), 1), 3.2), squeeze=False)
+    runs = list(dict.fromkeys(diagnostics["run_dir"]))
+    shades = plt.get_cmap("Reds")(np.linspace(0.45, 0.95, max(len(runs), 1)))
+    for ax, key in zip(axes[0], keys, strict=False):
+        if len(runs) <= DIAGNOSTIC_LINES:
+            for shade, run in zip(shades, runs, strict=True):
+                rows = diagnostics[diagnostics["run_dir"] == run].sort_values("step")
+                ax.plot(rows["step"], rows[key], color=shade, marker=".", label=labels.get(run, run))
+        else:
+            by_step = diagnostics.groupby("step")[key]
+            q = by_step.quantile([0.25, 0.5, 0.75]).unstack()
+            ax.fill_between(q.index, q[0.25], q[0.75], color=COLORS["m3po"], alpha=0.2, linewidth=0)
+            ax.plot(q.index, q[0.5], color=COLORS["m3po"], label=f"median of {len(runs)} runs (quartiles)")
+        ax.set_title(DIAGNOSTICS[key], fontsize=10)
+        ax.set_xlabel("agent steps")
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.grid(alpha=0.3)
+    if not keys:
+        axes[0][0].text(0.5, 0.5, "no diagnostics logged", ha="center", va="center")
+        axes[0][0].set_axis_off()
+    handles, names = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(
+            handles, names, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, frameon=False
+        )
+    fig.suptitle(title, y=1.02)
+    fig.tight_layout()
     return _save(fig, stem)

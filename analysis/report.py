@@ -9,7 +9,6 @@ the report prints).
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import math
 import warnings
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis import aggregate, figures, stats, verdicts
+from analysis import aggregate, figures, html_report, stats, verdicts
 from analysis.aggregate import FIGURES, REFERENCE_ALGO, AlgoResult, FigureResult
 from analysis.collect import Collected, collect, write_tables
 from analysis.verdicts import Evidence
@@ -90,7 +89,7 @@ The paper reports no compute; these are this suite's runs. Wall-clock: per run, 
 `time/wall` of its train.jsonl, summed over the algorithm's finished runs. Steps/s: the median over
 runs of each run's median `time/sps`. Peak memory: the largest `mem/peak_rss_mib` (peak resident
 memory of the training process) over the algorithm's runs; peak GPU memory likewise from
-`mem/peak_cuda_mib` (runs on a GPU only). NaN: no run of the algorithm recorded it."""
+`mem/peak_cuda_mib` (runs on a GPU only). —: no run of the algorithm recorded it."""
 
 
 @dataclass(frozen=True)
@@ -595,7 +594,7 @@ def compute_table(compute: pd.DataFrame) -> pd.DataFrame:
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):
-            return "NaN"
+            return html_report.MISSING
         return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
     return str(value).replace("|", "\\|").replace("\n", " ")
 
@@ -722,7 +721,7 @@ def build(
         )
     rows = judge_claims(claims, results, runs, paper_budgets(paper_profile), references)
     fidelity = aggregate.fidelity_table(table, published) if published is not None else None
-    write_report(results_dir, rows, results, collected, written, reps, fidelity=fidelity)
+    write_report(results_dir, rows, results, collected, written, reps, claims=claims, fidelity=fidelity)
     return {"claims": rows, "figures": written, "collected": collected, "published": references}
 
 
@@ -752,16 +751,23 @@ def write_report(
     written: Sequence[Path],
     reps: int,
     *,
+    claims: Sequence[Mapping[str, Any]] | None = None,
+    profile: str | None = None,
+    figure_runs: Mapping[str, Sequence[str]] | None = None,
     fidelity: pd.DataFrame | None = None,
 ) -> tuple[Path, Path]:
-    """``report.md`` and ``report.html`` in ``results_dir``.
+    """``report.md`` and ``report.html`` (:mod:`analysis.html_report`) in ``results_dir``.
 
+    :param claims: ``paper-claims.yaml``'s ``claims`` (default: the suite's), for the page's statements
+    :param profile: the workflow's profile, for the page (default: the results directory's name)
+    :param figure_runs: figure id -> its M3PO run directories, for the page's diagnostics (default:
+        by :data:`analysis.aggregate.FIGURES` from the scores)
     :param fidelity: :func:`analysis.aggregate.fidelity_table` (default: from the scores and the
         vendored published curves, when they are there)
 
     Also writes ``claims.json`` (:func:`write_claims_json`).
     """
-    claims = pd.DataFrame(
+    table = pd.DataFrame(
         [{k: getattr(r, k) for k in TABLE_COLUMNS} for r in rows], columns=list(TABLE_COLUMNS)
     )
     if fidelity is None:
@@ -772,7 +778,7 @@ def write_report(
     )
     excluded = collected.excluded[["run_dir", "algo", "status", "step", "reason"]]
     sections: list[tuple[str, str | pd.DataFrame]] = [
-        ("Claims of the paper against this suite", claims),
+        ("Claims of the paper against this suite", table),
         ("Fidelity: our runs beside the published (TD-MPC2 authors)", fidelity_section),
         ("Fidelity notes", FIDELITY_NOTE),
         (
@@ -787,27 +793,33 @@ def write_report(
         ("Figures", "\n".join(f"- {p.relative_to(results_dir)}" for p in written if p.suffix == ".png")),
     ]
     md = ["# M3PO reproduction: claims report", ""]
-    body = ["<h1>M3PO reproduction: claims report</h1>"]
     for title, content in sections:
         md += [f"## {title}", ""]
-        body.append(f"<h2>{html.escape(title)}</h2>")
         if isinstance(content, pd.DataFrame):
             md.append(markdown_table(content) if len(content) else "(none)")
-            body.append(content.to_html(index=False, na_rep="NaN") if len(content) else "<p>(none)</p>")
         else:
             md.append(content)
-            body.append(f"<pre>{html.escape(content)}</pre>")
         md.append("")
-    body += [
-        f'<p><img src="{p.relative_to(results_dir)}" width="640"></p>' for p in written if p.suffix == ".png"
-    ]
     md_path, html_path = results_dir / "report.md", results_dir / "report.html"
     md_path.write_text("\n".join(md))
     write_claims_json(results_dir / "claims.json", rows)
-    html_path.write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>M3PO report</title></head><body>"
-        + "\n".join(body)
-        + "</body></html>"
+    html_report.write_html(
+        html_path,
+        rows=rows,
+        claims=claims if claims is not None else yaml.safe_load(DEFAULT_CLAIMS.read_text())["claims"],
+        results=results,
+        scores=collected.scores,
+        compute=collected.compute,
+        excluded=excluded,
+        figure_files=written,
+        aggregate_rows=_aggregate_table(results),
+        improvement=_improvement_table(results),
+        verdict_rules=VERDICT_RULES,
+        compute_notes=COMPUTE_NOTES,
+        reps=reps,
+        profile=profile,
+        figure_runs=figure_runs,
+        extra_sections=[(t, c) for t, c in sections if not html_report.own_sections(t)],
     )
     return md_path, html_path
 
