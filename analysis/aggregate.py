@@ -78,7 +78,9 @@ class AlgoResult:
     :param final: metric -> :class:`stats.Estimate` of scalars at the last step
     :param final_scores: ``(R, T)`` scores at the last step
     :param tasks: ``(T,)`` task names
-    :param n_runs: ``R``
+    :param n_runs: ``R`` (the published curves: the most runs any step has)
+    :param runs_per_step: ``(S,)`` runs per task behind each step, where it varies over steps (the
+        published curves: :func:`aggregate_published`); None: ``n_runs`` at every step
     """
 
     steps: np.ndarray
@@ -87,6 +89,11 @@ class AlgoResult:
     final_scores: np.ndarray
     tasks: list[str]
     n_runs: int
+    runs_per_step: np.ndarray | None = None
+
+    def runs_at(self, index: int) -> int:
+        """Runs per task behind the ``index``-th step."""
+        return int(self.runs_per_step[index]) if self.runs_per_step is not None else self.n_runs
 
 
 @dataclass(frozen=True)
@@ -206,17 +213,18 @@ def published_metadata(path: Path | None = None) -> dict:
 def published_rows(published: pd.DataFrame, algo: str, tasks: Iterable[str]) -> pd.DataFrame:
     """One published algorithm's rows on ``tasks``, with interior gaps filled.
 
-    DreamerV3's CSVs skip some evaluations of some seeds. So that :func:`analysis.stats.score_array`
-    (which keeps only the steps every run evaluated) does not drop those steps for every task, a
-    seed's missing evaluation *between* two of its own is linearly interpolated (``filled`` True);
-    nothing is extrapolated past a seed's first or last evaluation.
+    DreamerV3's CSVs skip some evaluations of some seeds (of every seed, at a few steps of its dog
+    tasks). So that the aggregate over tasks does not lose those steps for every task, a seed's missing
+    evaluation at a step that any of the tasks has, *between* two of the seed's own evaluations, is
+    linearly interpolated (``filled`` True); nothing is extrapolated past a seed's first or last
+    evaluation.
 
     :returns: columns ``task``, ``seed``, ``step``, ``score``, ``filled``
     """
     rows = published[(published["algo"] == algo) & published["task"].isin(set(tasks))]
+    grid = np.sort(rows["step"].unique())  # every step any task has: DreamerV3's dog tasks skip some
     frames = []
     for task, per_task in rows.groupby("task"):
-        grid = np.sort(per_task["step"].unique())
         for seed, per_seed in per_task.groupby("seed"):
             series = per_seed.groupby("step")["score"].mean().reindex(grid)
             filled = series.isna()
@@ -227,6 +235,24 @@ def published_rows(published: pd.DataFrame, algo: str, tasks: Iterable[str]) -> 
     if not frames:
         return pd.DataFrame(columns=["task", "seed", "step", "score", "filled"])
     return pd.concat(frames, ignore_index=True)
+
+
+def _published_step_runs(rows: pd.DataFrame, tasks: list[str]) -> dict[int, tuple[int, ...]]:
+    """Per step with an evaluation on every task: the seeds kept there, per task in ``tasks`` order.
+
+    ``R_s`` is the fewest seeds any task has at step ``s``; each task keeps its ``R_s`` lowest seeds
+    (as :func:`analysis.stats.score_array` drops surplus seeds, the highest first). A step where a
+    task has no evaluation at all is left out.
+    """
+    present = rows.groupby(["step", "task"])["seed"].apply(lambda seeds: tuple(sorted(set(seeds))))
+    kept: dict[int, tuple[int, ...]] = {}
+    for step, per_task in present.groupby(level="step"):
+        seeds = per_task.droplevel("step")
+        if set(seeds.index) != set(tasks):
+            continue
+        n = min(len(seeds[t]) for t in tasks)
+        kept[int(step)] = tuple(seed for t in tasks for seed in seeds[t][:n])
+    return kept
 
 
 def aggregate_published(
@@ -243,6 +269,13 @@ def aggregate_published(
     statistics :func:`aggregate_figure` computes for ours; ``improvement`` is empty (the published
     curves are a reference, never an algorithm of ours).
 
+    Unlike our runs, not every published seed runs to the end (SAC's dog-stand seed 2 stops at 1.25M
+    agent steps, DreamerV3's mw-reach seed 3 at 200k) nor starts at 0. So the curve is aggregated step
+    by step over the seeds present there (:func:`_published_step_runs`, interior gaps filled by
+    :func:`published_rows`): every step covers all the tasks, and ``runs_per_step`` says how many seeds
+    per task each step rests on (fewer than 3 is no evidence, :mod:`analysis.verdicts`). Steps with the
+    same seeds share one bootstrap draw.
+
     :param published: :func:`load_published`
     :param spec: the figure (its ``gamma``)
     :param tasks: our runs' tasks in the figure
@@ -253,13 +286,49 @@ def aggregate_published(
         rows = published_rows(published, algo, tasks)
         if rows.empty:
             continue
-        values, names, steps = stats.score_array(rows, "score")
-        if not len(steps):
+        names = sorted(rows["task"].unique())
+        kept = _published_step_runs(rows, names)
+        if not kept:
             continue
-        curves, final = stats.curve_estimates(
-            values, reps, seed + 101 + offset, spec.gamma, curve_metrics, stats.METRICS, workers
+        table = rows.groupby(["task", "seed", "step"])["score"].mean()
+        steps = np.array(sorted(kept))
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for step in steps:
+            groups.setdefault(kept[int(step)], []).append(int(step))
+        points = {m: np.full(len(steps), np.nan) for m in curve_metrics}
+        lows = {m: np.full(len(steps), np.nan) for m in curve_metrics}
+        highs = {m: np.full(len(steps), np.nan) for m in curve_metrics}
+        runs = np.zeros(len(steps), dtype=int)
+        final: dict[str, stats.Estimate] = {}
+        final_scores = np.zeros((0, len(names)))
+        for g, (seeds, group_steps) in enumerate(groups.items()):
+            n = len(seeds) // len(names)
+            values = np.array(
+                [
+                    [
+                        [table[(task, seeds[t * n + r], step)] for step in group_steps]
+                        for t, task in enumerate(names)
+                    ]
+                    for r in range(n)
+                ]
+            )  # (R, T, S_g)
+            curves, last = stats.curve_estimates(
+                values, reps, seed + 101 + 10 * offset + g, spec.gamma, curve_metrics, stats.METRICS, workers
+            )
+            index = np.searchsorted(steps, group_steps)
+            runs[index] = n
+            for m in curve_metrics:
+                points[m][index], lows[m][index], highs[m][index] = (
+                    curves[m].point,
+                    curves[m].low,
+                    curves[m].high,
+                )
+            if group_steps[-1] == steps[-1]:
+                final, final_scores = last, values[:, :, -1]
+        curves = {m: stats.Estimate(points[m], lows[m], highs[m]) for m in curve_metrics}
+        results[algo] = AlgoResult(
+            steps, curves, final, final_scores, names, int(runs.max()), runs_per_step=runs
         )
-        results[algo] = AlgoResult(steps, curves, final, values[:, :, -1], names, values.shape[0])
     return FigureResult(results, {})
 
 

@@ -150,8 +150,9 @@ def evidence_at(
 ) -> Evidence:
     """One algorithm's ``metric`` CI at its ``index``-th step as :class:`analysis.verdicts.Evidence`."""
     point, low, high = _ci(res.curves[metric], index)
+    seeds = res.runs_at(index)
     return Evidence(
-        algo, figures.label(algo), point, low, high, int(res.steps[index]), res.n_runs, len(res.tasks), source
+        algo, figures.label(algo), point, low, high, int(res.steps[index]), seeds, len(res.tasks), source
     )
 
 

@@ -255,7 +255,9 @@ def test_published_curves_aggregate_over_our_tasks_and_fill_only_interior_gaps()
     spec = aggregate.FIGURES["fig3a"]
     result = aggregate.aggregate_published(published, spec, ["walker-walk", "cheetah-run"], 200, 0)
     (res,) = result.algos.values()
-    assert res.tasks == ["walker-walk"] and list(res.steps) == [0, 50_000, 100_000] and res.n_runs == 3
+    assert res.tasks == ["walker-walk"] and list(res.steps) == [0, 50_000, 100_000, 150_000]
+    # Step by step over the seeds there: seed 3 stopped at 100k, so 150k rests on 2 (no evidence).
+    assert list(res.runs_per_step) == [3, 3, 3, 2] and res.n_runs == 3 and res.runs_at(3) == 2
     assert result.improvement == {}
     # The fidelity table reads the rows as published: no filled gap.
     ours = pd.DataFrame(

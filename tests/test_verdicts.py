@@ -4,6 +4,7 @@ published curves standing in (marked, never pooled), the scope text and claims.j
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -392,3 +393,17 @@ def test_claims_json_holds_verdict_budget_scope_and_numbers(tmp_path) -> None:
         "seeds": 1, "tasks": 1, "name": "M3PO", "at_budget": False,
     }  # fmt: skip
     assert {c["check"]: c["outcome"] for c in details["checks"]}["ppo value"] == "missing"
+
+
+def test_a_published_step_resting_on_two_seeds_is_no_evidence() -> None:
+    # Not every published seed runs to the end (SAC's dog-stand seed 2 stops at 1.25M agent steps).
+    steps = [0, 2_000_000]
+    result = FigureResult(
+        {a: _algo(steps, v) for a, v in {"m3po": 800, "ppo": 580, "dreamerv3": 490}.items()}, {}
+    )
+    grid = np.arange(0, 2_050_000, 50_000)
+    sac = dataclasses.replace(_algo(grid, 300.0), runs_per_step=np.where(grid >= 1_250_000, 2, 3))
+    row = report.judge_values(DMC39_FINAL, result, {"fig3a": 2_000_000}, FigureResult({"sac": sac}, {}))
+    assert row.verdict == INCONCLUSIVE
+    assert "SAC (published) has 2 seed(s), fewer than 3" in row.why
+    assert "seeds: M3PO 3, PPO 3, DreamerV3 3, SAC (published) 2" in row.scope
