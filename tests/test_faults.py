@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 from workflow_faults import (
     LONG_RUN,
-    ROOT,
+    TRAIN_SCRIPT,
     assert_resumed_cleanly,
     eval_steps,
     faults_grid,
@@ -116,7 +116,7 @@ def test_truncated_checkpoint_resumes_from_the_previous_one(killed_run, tmp_path
     ("damaged", "said", "from_scratch"),
     [
         ("status.json", "status.json is corrupt", False),
-        ("eval.jsonl", "eval.jsonl: line 1 is corrupt", True),
+        ("eval.jsonl", "eval.jsonl line 1 is corrupt", True),
     ],
 )
 def test_corrupt_run_record_is_named_and_the_run_recovers(killed_run, tmp_path, damaged, said, from_scratch):
@@ -278,9 +278,7 @@ def test_nan_loss_fails_its_run_and_the_figures_come_from_the_others(tmp_path):
 
 
 def _train_run_module():
-    spec = importlib.util.spec_from_file_location(
-        "train_run", ROOT / "pipelines" / "scripts" / "train_run.py"
-    )
+    spec = importlib.util.spec_from_file_location("train_run", TRAIN_SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

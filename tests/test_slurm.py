@@ -1,5 +1,5 @@
 """The workflow on a real one-node SLURM cluster (tests/slurm_cluster.py), through
-``pipelines/profiles/slurm`` and snakemake-executor-plugin-slurm, as a user runs it:
+``workflow/profiles/slurm`` and snakemake-executor-plugin-slurm, as a user runs it:
 
 * the smoke profile: every job goes through ``sbatch``, each run record names its SLURM job, and
   the collected table and figures are those of a local smoke run;
@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 # What the cluster test overrides in the profile: the test node has 2 CPUs, no GPU, partition `main`,
 # no accounting (so job states come from squeue), and polls fast. Everything else is the profile's.
 CLUSTER_ARGS = [
-    "--profile", str(ROOT / "pipelines" / "profiles" / "slurm"),
+    "--profile", str(ROOT / "workflow" / "profiles" / "slurm"),
     "--slurm-status-command", "squeue",
     "--slurm-init-seconds-before-status-checks", "2",
     "--latency-wait", "5",

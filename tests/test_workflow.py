@@ -1,7 +1,7 @@
 """The Snakemake workflow: the smoke grid end to end, resuming, the paper grid's DAG, bad config.
 
 Expectations are computed here from the grid files (YAML) and the task registry, not from the
-workflow's own expansion in pipelines/grid.smk.
+workflow's own expansion in suite/grid.py.
 """
 
 import json
@@ -19,14 +19,15 @@ from m3po.envs.registry import resolve_tasks
 from suite.experiment import ALGOS
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "pipelines" / "config"
+CONFIG = ROOT / "config"
+SNAKEFILE = ROOT / "workflow" / "Snakefile"
 SUPPORTED = set(ALGOS)
 
 
 def snakemake(workdir: Path, *args: str, profile: str | None = "smoke") -> subprocess.CompletedProcess:
     """Targets go before --config (it takes every name=value word after it)."""
     config = ["--config", f"profile={profile}"] if profile else []
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir)]
+    command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir)]
     return subprocess.run([*command, *args, *config], capture_output=True, text=True)
 
 

@@ -19,10 +19,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG_RUN = "results/runs/faults/m3po/cartpole-swingup/default/seed1"
+TRAIN_SCRIPT = ROOT / "workflow" / "scripts" / "train.py"
 
 
 def smoke_grid() -> dict:
-    return yaml.safe_load((ROOT / "pipelines" / "config" / "smoke.yaml").read_text())
+    return yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
 
 
 def grid_file(tmp_path: Path, grid: dict) -> list[str]:
@@ -55,7 +56,7 @@ def snakemake_command(workdir: Path, *args: str) -> list[str]:
         "-m",
         "snakemake",
         "-s",
-        str(ROOT / "Snakefile"),
+        str(ROOT / "workflow" / "Snakefile"),
         "--directory",
         str(workdir),
         *args,
@@ -119,12 +120,18 @@ def processes_with(text: str) -> list[int]:
     return found
 
 
+def _argv(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_text(errors="replace").split("\0")
+
+
 def trainer_pid(workdir: Path, run: str) -> int:
-    """The process id of the ``m3po train`` process this test's workflow runs for ``run``."""
+    """The process id of the training job (workflow/scripts/train.py, which trains in-process) this
+    test's workflow runs for ``run`` (not the shell Snakemake starts it from)."""
     found = [
         pid
         for pid in processes_with(f"run_dir={run}")
-        if "suite.cli" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+        if len(argv := _argv(pid)) > 1
+        and argv[1] == str(TRAIN_SCRIPT)
         and os.readlink(f"/proc/{pid}/cwd") == str(workdir)
     ]
     assert len(found) == 1, f"training processes of {run}: {found}"

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"
+SNAKEFILE = Path(__file__).resolve().parents[2] / "workflow" / "Snakefile"
 TARGET_SECONDS = 30.0
 
 

@@ -1,23 +1,23 @@
 # Analysis: collect the finished runs into tables, aggregate each figure, draw it, write the report.
-# Every step calls analysis/ (collect, aggregate, figures, report); scripts/analyse.py only picks
-# each figure's runs and labels them (the runner's config.json records neither algo nor variant).
+# Every step calls analysis/ (collect, aggregate, figures, report); the scripts (one per rule) only
+# pick each figure's runs and label them (the runner's config.json records neither algo nor variant).
 
 TABLES = [f"{OUT}/tables/{name}.{ext}" for name in ("scores", "excluded", "compute") for ext in ("parquet", "csv")]
 
 
 rule collect:
     input:
-        markers(RUNS),
+        [grids.marker(key) for key in RUNS],
     output:
         TABLES,
         runs=f"{OUT}/tables/runs.csv",
     log:
-        f"results/logs/{PROFILE}/collect.log",
+        f"{grids.LOGS_ROOT}/{PROFILE}/collect.log",
     params:
-        root=f"results/runs/{PROFILE}",
+        root=f"{grids.RUNS_ROOT}/{PROFILE}",
         runs=[{"run_dir": key, "algo": r.algo, "variant": r.label, "figures": "+".join(r.figures)} for key, r in RUNS.items()],
     script:
-        "scripts/analyse.py"
+        "../scripts/collect.py"
 
 
 rule aggregate:
@@ -27,15 +27,15 @@ rule aggregate:
     output:
         f"{OUT}/aggregates/{{figure}}.pkl",
     log:
-        f"results/logs/{PROFILE}/aggregate-{{figure}}.log",
+        f"{grids.LOGS_ROOT}/{PROFILE}/aggregate-{{figure}}.log",
     params:
-        reps=GRID["reps"],
-        algos=lambda w: GRID["figures"][w.figure]["algos"],
+        reps=GRID.spec["reps"],
+        algos=lambda w: GRID.spec["figures"][w.figure]["algos"],
     threads: 2
     wildcard_constraints:
         figure="|".join(FIGURES),
     script:
-        "scripts/analyse.py"
+        "../scripts/aggregate.py"
 
 
 # One rule per figure: its files (PNG and PDF of each panel) are its outputs.
@@ -47,29 +47,29 @@ for _fig in FIGURES:
         input:
             f"{OUT}/aggregates/{_fig}.pkl",
         output:
-            figure_files(_fig),
+            GRID.figure_files(_fig),
         log:
-            f"results/logs/{PROFILE}/figure-{_fig}.log",
+            f"{grids.LOGS_ROOT}/{PROFILE}/figure-{_fig}.log",
         params:
             figure=_fig,
-            reps=min(GRID["reps"], 2000),  # performance profiles' repetitions, as analysis/report.py
+            reps=min(GRID.spec["reps"], 2000),  # performance profiles' repetitions, as analysis/report.py
             claims=config.get("claims", ""),
         script:
-            "scripts/analyse.py"
+            "../scripts/figure.py"
 
 
 rule report:
     input:
         TABLES,
         aggregates=expand(f"{OUT}/aggregates/{{figure}}.pkl", figure=("fig3a", "fig3b", "fig3c")),
-        figures=[f for fig in FIGURES for f in figure_files(fig)],
+        figures=[f for fig in FIGURES for f in GRID.figure_files(fig)],
     output:
         md=f"{OUT}/report.md",
         html=f"{OUT}/report.html",
     log:
-        f"results/logs/{PROFILE}/report.log",
+        f"{grids.LOGS_ROOT}/{PROFILE}/report.log",
     params:
-        reps=GRID["reps"],
+        reps=GRID.spec["reps"],
         claims=config.get("claims", ""),
     script:
-        "scripts/analyse.py"
+        "../scripts/report.py"

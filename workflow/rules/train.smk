@@ -1,9 +1,11 @@
-# Training: one job per run directory.
+# Training: one job per run directory, one process (workflow/scripts/train.py trains in-process).
 #
-# The job's output is a marker written only after status.json says "finished". The run directory
-# itself is not an output, so Snakemake never deletes it when a job fails or is killed: rerunning
-# the workflow reruns the job, and `m3po train` resumes from the run's last checkpoint. Analysis
-# rules take the markers as input, so half runs are never aggregated.
+# The job's output is a marker written only after status.json says "finished" (or "failed" for good).
+# The run directory itself is not an output, so Snakemake never deletes it when a job fails or is
+# killed: rerunning the workflow reruns the job, and the run resumes from its last checkpoint.
+# Analysis rules take the markers as input, so half runs are never aggregated.
+
+import shlex
 
 wildcard_constraints:
     profile=r"[A-Za-z0-9_-]+",
@@ -13,23 +15,22 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def run_of(wildcards) -> Run:
-    return RUNS[f"results/runs/{wildcards.profile}/{wildcards.algo}/{wildcards.task}/{wildcards.variant}/seed{wildcards.seed}"]
+def train_updates(wildcards) -> str:
+    """The run's `m3po train with` arguments, shell-quoted (threads are added by the rule)."""
+    key = grids.run_dir(wildcards.profile, wildcards.algo, wildcards.task, wildcards.variant, wildcards.seed)
+    return " ".join(shlex.quote(a) for a in RUNS[key].updates(key, MONGO_URL))
 
 
 rule train:
     output:
-        "results/runs/{profile}/{algo}/{task}/{variant}/seed{seed}.done",
+        grids.marker(grids.RUN_DIR_PATTERN),
     log:
-        "results/logs/{profile}/train/{algo}/{task}/{variant}/seed{seed}.log",
+        grids.TRAIN_LOG_PATTERN,
     params:
-        run_dir="results/runs/{profile}/{algo}/{task}/{variant}/seed{seed}",
-        args=lambda w: " ".join(
-            shlex.quote(a)
-            for a in run_of(w).args(f"results/runs/{w.profile}/{w.algo}/{w.task}/{w.variant}/seed{w.seed}", MONGO_URL)
-        ),
-        script=ROOT / "pipelines" / "scripts" / "train_run.py",
-    threads: GRID["threads"]
+        run_dir=grids.RUN_DIR_PATTERN,
+        args=train_updates,
+        script=Path(workflow.basedir) / "scripts" / "train.py",
+    threads: GRID.spec["threads"]
     resources:
         # Defaults for a single machine; the slurm profile sets GPUs, memory and runtime per rule.
         mem_mb=4000,
@@ -39,20 +40,8 @@ rule train:
         "{params.args} threads={threads} > {log:q} 2>&1"
 
 
-def failed_runs() -> list[str]:
-    """Runs whose marker says they failed for good (a NaN loss): the figures leave them out."""
-    failed = []
-    for key in RUNS:
-        marker = Path(f"{key}.done")
-        if marker.exists():
-            record = json.loads(marker.read_text())
-            if record.get("status") == "failed":
-                failed.append(f"{key}: {record.get('error')}")
-    return failed
-
-
 onsuccess:
-    _failed = failed_runs()
+    _failed = GRID.failed_runs()
     if _failed:
         print(
             f"{len(_failed)} run(s) FAILED; the figures leave them out and the report lists them:\n  "

@@ -1,4 +1,4 @@
-"""One training job of the workflow: ``train_run.py --run-dir DIR --marker FILE -- key=value ...``.
+"""Rule ``train``: one training job, one process: ``train.py --run-dir DIR --marker FILE -- key=value ...``.
 
 Before training: the results directory must be writable and have ``--min-free-mb`` free, else a
 clear error and nothing starts. A corrupt ``status.json`` is set aside (the run resumes from its
@@ -10,8 +10,9 @@ A job holds an exclusive lock on ``DIR.lock`` while it works: a second job for t
 orphan of a killed workflow still training on a cluster, and its rerun) stops at once, naming the
 holder, instead of training the run twice.
 
-Runs ``m3po train with key=value ...`` unless the run directory already holds a finished run (the
-runner refuses to train a finished run again), then writes the marker, a small JSON record:
+Then it trains the run in this process (``m3po train with key=value ...``, through
+:func:`suite.experiment.run_from_args`), unless the run directory already holds a finished run (the
+runner refuses to train a finished run again), and writes the marker, a small JSON record:
 ``status`` ``finished``, or ``failed`` when the run itself failed for good (a NaN loss: training it
 again would fail the same way). A failed run's marker lets the workflow draw its figures from the
 runs that finished; the collect step leaves the failed run out and the report lists it. Any other
@@ -28,36 +29,43 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
+import traceback
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-from sacred.arg_parser import get_config_updates
-
-# Keys that are not part of the run's recorded config, or (threads) do not change its results.
-NOT_RECORDED = {"algo", "run_dir", "progress", "mongo_url", "threads"}
-RECORDS = ("eval.jsonl", "train.jsonl")
+from m3po.config import ConfigError
+from m3po.envs.registry import UnknownTaskError
+from m3po.errors import NonFiniteLossError, RunDirectoryError
+from m3po.record import (
+    FAILED,
+    FINISHED,
+    LOGS,
+    STATUS_FILE,
+    config_differences,
+    corrupt_line,
+    probe_writable,
+    read_config,
+    read_status,
+)
+from suite.grid import recorded_config
 
 
 class RunSetupError(RuntimeError):
-    """The run cannot start here (unwritable or full results directory); nothing was trained."""
+    """The run cannot start here (unwritable or full results directory, or held by another job)."""
 
 
 def say(message: str) -> None:
-    print(f"train_run: {message}", file=sys.stderr, flush=True)
+    print(f"train: {message}", file=sys.stderr, flush=True)
 
 
 def check_writable(run_dir: Path, min_free_mb: int) -> None:
     """Raise :class:`RunSetupError` unless ``run_dir`` can be created, written and has room."""
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
+        probe_writable(run_dir)
+    except RunDirectoryError as err:
         raise RunSetupError(
-            f"cannot write to the run directory {run_dir}: {err}; nothing was trained"
+            f"cannot write to the run directory {run_dir}: {err.__cause__ or err}; nothing was trained"
         ) from err
     free_mb = shutil.disk_usage(run_dir).free // 2**20
     if free_mb < min_free_mb:
@@ -96,73 +104,54 @@ def _set_aside(path: Path) -> Path:
     return target
 
 
-def _corrupt_line(path: Path) -> str | None:
-    """Why a JSON-lines record is corrupt (a bad line before the last), or None. The trainer drops a
-    cut-off last line itself: a job killed mid-write leaves one."""
-    if not path.exists():
-        return None
-    lines = path.read_text(errors="replace").splitlines()
-    for number, line in enumerate(lines[:-1], 1):
-        try:
-            json.loads(line)
-        except json.JSONDecodeError as err:
-            return f"line {number} is corrupt ({err})"
-    return None
-
-
 def repair_run_dir(run_dir: Path) -> None:
     """Set aside what a resume cannot use, saying so (see the module docstring)."""
-    config = run_dir / "config.json"
     problems = []
-    if config.exists():
-        try:
-            json.loads(config.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            problems.append(f"{config} is corrupt ({err})")
-    for name in RECORDS:
-        reason = _corrupt_line(run_dir / name)
-        if reason:
-            problems.append(f"{run_dir / name}: {reason}")
+    try:
+        read_config(run_dir)
+    except RunDirectoryError as err:
+        problems.append(str(err))
+    problems += [reason for name in LOGS if (reason := corrupt_line(run_dir / name))]
     if problems:
         moved = _set_aside(run_dir)
         say(f"error: {'; '.join(problems)}. The run cannot resume: moved to {moved}; it starts from scratch")
         run_dir.mkdir(parents=True)
         return
-    status = run_dir / "status.json"
-    if status.exists():
-        try:
-            json.loads(status.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            moved = _set_aside(status)
-            say(
-                f"error: {status} is corrupt ({err}); moved to {moved}. "
-                "The run resumes from its last checkpoint"
-            )
+    try:
+        read_status(run_dir)
+    except RunDirectoryError as err:
+        moved = _set_aside(run_dir / STATUS_FILE)
+        say(f"error: {err}; moved to {moved}. The run resumes from its last checkpoint")
 
 
-def read_status(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "status.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+def finished_run_differences(run_dir: Path, updates: list[str]) -> list[str]:
+    """Where the finished run's recorded config differs from what ``updates`` would record."""
+    wanted, defaults = recorded_config(updates)
+    recorded = read_config(run_dir)
+    if recorded is None:
+        return ["config.json (not recorded)"]
+    return config_differences(recorded, wanted, defaults)
 
 
-def config_differences(run_dir: Path, updates: list[str]) -> list[str]:
-    """The asked ``key=value`` updates that the recorded ``config.json`` does not hold."""
-    recorded = json.loads((run_dir / "config.json").read_text())
-    asked, _ = get_config_updates(updates)
-    differences = []
+def train(updates: list[str]) -> int | None:
+    """Train the run in this process; an exit status when it cannot start (bad input), else None
+    (the run's end is in its status.json: finished, failed for good, or interrupted)."""
+    from suite.experiment import run_from_args
 
-    def walk(asked_part: dict[str, Any], recorded_part: dict[str, Any], prefix: str) -> None:
-        for key, value in asked_part.items():
-            if not prefix and key in NOT_RECORDED:
-                continue
-            have = recorded_part.get(key) if isinstance(recorded_part, dict) else None
-            if isinstance(value, dict):
-                walk(value, have or {}, f"{prefix}{key}.")
-            elif have != value:
-                differences.append(f"{prefix}{key}: recorded {have!r}, asked {value!r}")
-
-    walk(asked, recorded, "")
-    return differences
+    print(f"training: m3po train with {' '.join(updates)}", flush=True)
+    try:
+        summary = run_from_args(updates)
+    except (ConfigError, RunDirectoryError, UnknownTaskError) as err:
+        say(f"error: {err}")
+        return 2
+    except NonFiniteLossError:
+        traceback.print_exc()  # status.json records the run as failed, with the loss and step
+        return None
+    except Exception:  # noqa: BLE001 - a crash: status.json says interrupted, and no marker is written
+        traceback.print_exc()
+        return None
+    print(json.dumps(summary, default=str), flush=True)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,30 +170,34 @@ def main(argv: list[str] | None = None) -> int:
         say(f"error: {err}")
         return 2
     repair_run_dir(args.run_dir)
-    if read_status(args.run_dir).get("status") == "finished":
-        differences = config_differences(args.run_dir, args.updates)
+    if read_status(args.run_dir).get("status") == FINISHED:
+        try:
+            differences = finished_run_differences(args.run_dir, args.updates)
+        except ConfigError as err:
+            say(f"error: {err}")
+            return 2
         if differences:
             say(
-                f"{args.run_dir} holds a finished run with another config ({'; '.join(differences)}); "
-                "delete it to train it again"
+                f"{args.run_dir} holds a finished run with another config (differs in: "
+                f"{', '.join(differences)}); delete it to train it again"
             )
             return 1
         print(f"{args.run_dir} is finished already: not trained again", flush=True)
     else:
-        command = [sys.executable, "-m", "suite.cli", "train", "with", *args.updates]
-        print("+", " ".join(command), flush=True)
-        subprocess.run(command)
+        code = train(args.updates)
+        if code is not None:
+            return code
     status = read_status(args.run_dir)
     record = {"run_dir": str(args.run_dir), "status": status.get("status"), "step": status.get("step")}
     record["attempts"] = len(status.get("attempts", []))
-    if status.get("status") == "failed":
+    if status.get("status") == FAILED:
         # For good (a NaN loss): the marker lets the figures be drawn from the runs that finished.
         record["error"] = status.get("error")
         say(
             f"FAILED: {args.run_dir}: {status.get('error')}. The figures leave it out and the report lists "
             f"it; delete {args.marker} and the run directory to train it again"
         )
-    elif status.get("status") != "finished":
+    elif status.get("status") != FINISHED:
         say(f"{args.run_dir}: status {status.get('status')!r} after training, not finished")
         return 1
     args.marker.write_text(json.dumps(record) + "\n")
