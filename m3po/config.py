@@ -133,6 +133,9 @@ class M3POConfig(RunConfig):
     """Everything an M3PO run needs; ``preset`` picks sizes, explicit fields override them."""
 
     eval_planner: bool = True  # evaluate with the planner (False: the prior's mode alone, a diagnostic)
+    # torch.compile (inductor) the planner's scoring and the world-model loss, fused Adam: faster, float
+    # results within a stated tolerance of the eager path (tests/test_compile.py); False: eager, exact
+    compile: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)  # sizes
     planner: PlannerConfig = field(default_factory=PlannerConfig)  # MPPI
     bonus: BonusConfig = field(default_factory=BonusConfig)  # exploration bonus

@@ -16,9 +16,11 @@ Where we follow TD-MPC2 and where we depart:
 - The prior's samples are drawn here from the ``(mu, log_std)`` the model returns, with the planner's
   generator, rather than taken from the model's own sampled action: one generator then fixes the whole
   plan. The distribution is the same tanh-Gaussian.
-- The prior trajectories are scored once per decision, during their rollout, not re-scored in every
-  iteration as TD-MPC2 does: the world model is deterministic under ``no_grad``/eval, so the values are
-  identical and the work is saved.
+- The prior trajectories are scored once per decision, during their rollout, by default: M3PO's world
+  model is deterministic under ``no_grad``/eval, so re-scoring them would give identical values.
+  ``cfg.rescore_prior`` re-scores them in every iteration with the rest of the population, as TD-MPC2
+  does; the TD-MPC2 baseline sets it, because its terminal value draws a random pair of Q heads and a
+  policy action at every call (the values then differ per iteration).
 - ``prior_centred`` (the spec's "Known pitfall" option) starts the Gaussian at the prior's own action
   sequence (``tanh(mu)`` rolled out from ``z``) with the prior's sigma, instead of the shifted warm start
   and ``max_std``; the warm start is then unused.
@@ -197,6 +199,8 @@ class MPPIPlanner:
     :param device: where planning runs (the world model's device); inputs elsewhere are moved there
     :param exec_noise_from_std: training noise on the executed action is the refit first-step std times
         N(0, 1), as TD-MPC2 does, instead of ``cfg.exec_noise`` times N(0, 1) (the TD-MPC2 baseline's mode)
+    :param compile: score the population with a ``torch.compile``-d :func:`trajectory_return` (inductor;
+        float results within a tolerance of the eager path, not bit-identical)
     """
 
     def __init__(
@@ -205,6 +209,7 @@ class MPPIPlanner:
         act_dim: int,
         device: torch.device | str = "cpu",
         exec_noise_from_std: bool = False,
+        compile: bool = False,  # noqa: A002 (the config field's name)
     ) -> None:
         if cfg.iterations < 1 or cfg.horizon < 1:
             raise ValueError(f"need iterations >= 1 and horizon >= 1, got {cfg.iterations}, {cfg.horizon}")
@@ -219,6 +224,9 @@ class MPPIPlanner:
         self.device = torch.device(device)
         self.exec_noise_from_std = exec_noise_from_std
         self.iterations = cfg.iterations + (cfg.extra_iters_large_action if act_dim >= 20 else 0)
+        self._trajectory_return = (
+            torch.compile(trajectory_return, dynamic=False) if compile else trajectory_return
+        )
 
     @property
     def _pretanh(self) -> bool:
@@ -452,7 +460,8 @@ class MPPIPlanner:
         task: Tensor | None,
         discount: Tensor,
     ) -> None:
-        """Score the population's Gaussian rows in place (the prior's were scored along their rollout).
+        """Score the population's Gaussian rows in place (the prior's were scored along their rollout);
+        with ``cfg.rescore_prior`` every row, the prior's included, in one batch (TD-MPC2's order).
 
         :param population: this decision's population
         :param model: the world model
@@ -460,9 +469,9 @@ class MPPIPlanner:
         :param task: (E,) task ids or None
         :param discount: (E,) per-env gamma
         """
-        num_pi = self.cfg.num_pi_trajs
+        num_pi = 0 if self.cfg.rescore_prior else self.cfg.num_pi_trajs
         # A diverging model can return NaN; TD-MPC2 scores those sequences 0 rather than poison topk.
-        population.values[:, num_pi:] = trajectory_return(
+        population.values[:, num_pi:] = self._trajectory_return(
             model, z, population.actions[:, num_pi:], task, discount
         ).nan_to_num(0.0)
 

@@ -27,3 +27,8 @@ class PlannerConfig:
     extra_iters_large_action: int = 2  # TD-MPC2 adds iterations when the action size is >= 20
     prior_mix: float = 0.0  # chance per env and training decision of executing the prior's own sample
     eval_action: str = "elite"  # in evaluation: elite (one drawn by weight, TD-MPC2) | mean (MPPI's mean)
+    # Re-score the prior's trajectories in every iteration with that iteration's model calls (TD-MPC2's
+    # official behaviour: its terminal Q uses a fresh random pair of heads and a fresh policy action each
+    # time). False scores them once, during their rollout: identical values for a deterministic model
+    # (M3PO's), less work. The TD-MPC2 baseline sets it (docs/tdmpc2.md has the measured effect).
+    rescore_prior: bool = False

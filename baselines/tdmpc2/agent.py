@@ -89,7 +89,9 @@ class TDMPC2Agent:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
         self.view = PlanningView(self.model, self.generator)
-        self.planner = MPPIPlanner(cfg.planner, act_dim, self.device, exec_noise_from_std=True)
+        self.planner = MPPIPlanner(
+            cfg.planner, act_dim, self.device, exec_noise_from_std=True, compile=cfg.compile
+        )
         m = self.model
         task_params = list(m._task_emb.parameters()) if m._task_emb is not None else []
         self.optim = torch.optim.Adam(
@@ -101,8 +103,13 @@ class TDMPC2Agent:
                 {"params": task_params},
             ],
             lr=cfg.lr,
+            # foreach: the per-parameter loop's arithmetic (bit-identical) in few ops; fused: not identical
+            foreach=not cfg.compile,
+            fused=cfg.compile or None,
         )
-        self.pi_optim = torch.optim.Adam(m._pi.parameters(), lr=cfg.lr, eps=1e-5)
+        self.pi_optim = torch.optim.Adam(
+            m._pi.parameters(), lr=cfg.lr, eps=1e-5, foreach=not cfg.compile, fused=cfg.compile or None
+        )
         self.scale = RunningScale(cfg.tau, self.device)
         self._plan_mean: Tensor | None = None  # (E, H, A) warm start per env
 
@@ -232,7 +239,7 @@ class TDMPC2Agent:
         if not torch.isfinite(total):
             raise NonFiniteLossError(f"TD-MPC2 model loss is {total.item()} at agent step {step}")
         total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip_norm, foreach=True)
         self.optim.step()
         self.optim.zero_grad(set_to_none=True)
         return _ModelStep(latents, consistency, reward_loss, value_loss, total, grad_norm)
@@ -256,7 +263,7 @@ class TDMPC2Agent:
         if not torch.isfinite(pi_loss):
             raise NonFiniteLossError(f"TD-MPC2 policy loss is {pi_loss.item()} at agent step {step}")
         pi_loss.backward()
-        pi_grad_norm = torch.nn.utils.clip_grad_norm_(m._pi.parameters(), cfg.grad_clip_norm)
+        pi_grad_norm = torch.nn.utils.clip_grad_norm_(m._pi.parameters(), cfg.grad_clip_norm, foreach=True)
         self.pi_optim.step()
         # As TD-MPC2: only the policy's gradients are cleared here; the task embedding keeps the policy
         # loss's gradient until the next model step adds to it.

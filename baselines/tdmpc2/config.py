@@ -34,6 +34,7 @@ def _official_planner() -> PlannerConfig:
         prior_centred=False,
         sample_space="action",
         extra_iters_large_action=2,
+        rescore_prior=True,  # the official code re-scores the prior's trajectories in every iteration
     )
 
 
@@ -70,6 +71,9 @@ class TDMPC2Config(RunConfig):
     reward_coef: float = 0.1  # reward loss weight
     value_coef: float = 0.1  # Q loss weight
     entropy_coef: float = 1e-4  # policy entropy weight (on the action-size-scaled entropy, as official)
+    # torch.compile (inductor) the planner's scoring and fuse Adam: faster, float results within a stated
+    # tolerance of the eager path (tests/test_compile.py); False: eager, exact
+    compile: bool = False
     buffer_size: int = 1_000_000  # replay capacity in stored rows (official; at most steps + episodes)
     planner: PlannerConfig = field(default_factory=_official_planner)  # MPPI (m3po.planner, TD-MPC2 mode)
 

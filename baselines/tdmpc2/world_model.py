@@ -13,12 +13,12 @@ import copy
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from baselines.tdmpc2.config import TDMPC2Config
 from m3po.distributions import gaussian_log_prob
-from m3po.layers import SimNorm, TwoHot, mlp
+from m3po.layers import NormedLinear, SimNorm, TwoHot, mlp
 
 
 def _official_init(module: nn.Module) -> None:
@@ -52,15 +52,25 @@ class QEnsemble(nn.Module):
         but not the Q weights (TD-MPC2's ``_detach_Qs``).
         """
         index = range(len(self.heads)) if heads is None else heads.tolist()
-        outs = []
-        for i in index:
-            head = self.heads[i]
-            if detach:
-                params = {name: p.detach() for name, p in head.named_parameters()}
-                outs.append(functional_call(head, params, (x,)))
-            else:
-                outs.append(head(x))
+        outs = [_forward_detached(self.heads[i], x) if detach else self.heads[i](x) for i in index]
         return torch.stack(outs)
+
+
+def _forward_detached(head: nn.Sequential, x: Tensor) -> Tensor:
+    """``head(x)`` with every parameter detached: the same aten ops as the module's forward (so the same
+    values, dropout's draws included), without ``functional_call``'s per-call reparametrisation."""
+    for layer in head:
+        if isinstance(layer, NormedLinear):
+            x = F.linear(x, layer.weight.detach(), layer.bias.detach())
+            if layer.dropout is not None:
+                x = layer.dropout(x)
+            ln = layer.ln
+            x = layer.act(F.layer_norm(x, ln.normalized_shape, ln.weight.detach(), ln.bias.detach(), ln.eps))
+        elif isinstance(layer, nn.Linear):
+            x = F.linear(x, layer.weight.detach(), None if layer.bias is None else layer.bias.detach())
+        else:
+            raise TypeError(f"unexpected layer {type(layer).__name__} in a Q head")
+    return x
 
 
 @dataclass

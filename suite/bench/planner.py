@@ -2,6 +2,12 @@
 
 The planner plans with the real world model of each preset (random weights: the cost does not
 depend on them), for 1, 16 and 64 envs; a decision is one batched ``plan`` call for all envs.
+
+``paper_64``: the paper-size planner's decision for 64 envs in achieved GFLOP/s beside this machine's
+float32 matmul peak measured in the same run (:func:`suite.bench.profiling.matmul_peak`, a 1024^3
+matmul). FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one decision: 2 per
+multiply-add of every matmul (the MLP layers), nothing for elementwise ops, softmax or LayerNorm; the
+target of issue 16 is 65% of the peak.
 """
 
 from __future__ import annotations
@@ -22,12 +28,16 @@ from m3po.world_model import WorldModel
 OBS_DIM, ACT_DIM = 24, 6  # walker's sizes: a mid-sized DMControl task
 
 
-def decision_ms(preset: str, num_envs: int, repeats: int) -> float:
-    """Median milliseconds of one planning decision for ``num_envs`` envs with ``preset``'s sizes."""
-    cfg = make_config(preset)
+def decision_ms(preset: str, num_envs: int, repeats: int, flops: dict | None = None, **updates: Any) -> float:
+    """Median milliseconds of one planning decision for ``num_envs`` envs with ``preset``'s sizes.
+
+    :param flops: if given, ``flops["decision"]`` is set to the FLOPs of one decision (see the module doc)
+    :param updates: config updates (``compile=True``)
+    """
+    cfg = make_config(preset, **updates)
     torch.manual_seed(0)
     model = WorldModel(cfg.model, OBS_DIM, ACT_DIM, torch.ones(1, ACT_DIM)).eval()
-    planner = MPPIPlanner(cfg.planner, ACT_DIM)
+    planner = MPPIPlanner(cfg.planner, ACT_DIM, compile=cfg.compile)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         z = model.encode(torch.randn(num_envs, OBS_DIM, generator=generator), None)
@@ -40,6 +50,13 @@ def decision_ms(preset: str, num_envs: int, repeats: int) -> float:
         if i >= 2:
             times.append((time.perf_counter() - start) * 1e3)
         prev_mean = out.mean
+    if flops is not None:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            planner.plan(model, z, None, discount, mask, prev_mean, generator=generator)
+        flops["decision"] = counter.get_total_flops()
     return statistics.median(times)
 
 
@@ -65,4 +82,25 @@ def run(repeats: int = 10, train_steps: int = 4096) -> dict[str, Any]:
     figures["cpu_16_over_1"] = round(cpu["16"] / cpu["1"], 2)
     figures["target_16_over_1"] = 3.0
     figures["train_sps_cpu_cartpole"] = round(training_sps(train_steps), 1)
+    figures["paper_64"] = paper_64(max(2, repeats // 5))
     return figures
+
+
+def paper_64(repeats: int, compile: bool = False) -> dict[str, Any]:
+    """The paper-size planner for 64 envs: ms, FLOPs, achieved GFLOP/s and the matmul peak of this run."""
+    from suite.bench.profiling import matmul_peak
+
+    flops: dict[str, int] = {}
+    peak_before = matmul_peak()
+    ms = decision_ms("paper", 64, repeats, flops, compile=compile)
+    peak = max(peak_before, matmul_peak())
+    achieved = flops["decision"] / (ms / 1e3) / 1e9
+    return {
+        "ms_per_decision": round(ms, 1),
+        "gflop_per_decision": round(flops["decision"] / 1e9, 3),
+        "achieved_gflops": round(achieved, 1),
+        "matmul_peak_gflops": round(peak, 1),
+        "share_of_peak": round(achieved / peak, 3),
+        "target_share": 0.65,
+        "compile": compile,
+    }
