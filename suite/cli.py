@@ -31,7 +31,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHMARKS = ("algos", "analysis", "dag", "envs", "eval-rules", "fidelity", "learning", "planner", "tdmpc2")
+BENCHMARKS = (
+    "algos", "analysis", "dag", "envs", "eval-rules", "fidelity", "gpu", "learning", "planner", "tdmpc2",
+)  # fmt: skip
 """``m3po bench NAME`` runs ``suite/bench/NAME.py`` (``-`` read as ``_``); see :mod:`suite.bench`."""
 
 
