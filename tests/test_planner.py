@@ -335,3 +335,36 @@ def test_eval_action_mean_executes_the_weighted_mean_in_evaluation_only(sample_s
     assert torch.equal(train.mean, out.mean) and not torch.equal(train.action, out.action)
     elite = _plan(MPPIPlanner(dataclasses.replace(cfg, eval_action="elite"), 3), TargetModel(), z, seed=4)
     assert torch.equal(elite.action, train.action)
+
+
+class CountingModel(TargetModel):
+    """TargetModel that records the batch size of every terminal-value call."""
+
+    def __init__(self) -> None:
+        self.v_rows: list[int] = []
+
+    def V(self, z: Tensor, task: Tensor | None) -> Tensor:  # noqa: N802
+        self.v_rows.append(z.shape[0])
+        return super().V(z, task)
+
+
+@pytest.mark.parametrize("rescore", [False, True])
+def test_rescore_prior_scores_the_whole_population_every_iteration(rescore: bool) -> None:
+    cfg = dataclasses.replace(CFG, rescore_prior=rescore)
+    model, num_envs = CountingModel(), 2
+    z = torch.tensor([[0.6, -0.3, 0.8], [-0.2, 0.5, 0.1]])
+    out = _plan(MPPIPlanner(cfg, 3), model, z)
+    scored = cfg.num_samples if rescore else cfg.num_samples - cfg.num_pi_trajs
+    # the prior's rollout first (its N_pi samples and its mean), then one batch per iteration
+    assert model.v_rows == [num_envs * (cfg.num_pi_trajs + 1)] + [num_envs * scored] * cfg.iterations
+    assert (out.action - z).abs().max() < TOL  # a deterministic model: the same plan either way
+
+
+def test_rescore_prior_changes_nothing_for_a_deterministic_model() -> None:
+    z = torch.tensor([[0.6, -0.3, 0.8]])
+    once = _plan(MPPIPlanner(CFG, 3), TargetModel(), z, eval_mode=False)
+    again = _plan(
+        MPPIPlanner(dataclasses.replace(CFG, rescore_prior=True), 3), TargetModel(), z, eval_mode=False
+    )
+    torch.testing.assert_close(again.action, once.action)
+    torch.testing.assert_close(again.mean, once.mean)
