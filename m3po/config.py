@@ -47,6 +47,7 @@ class RunConfig:
     checkpoint_every: int = 20_000  # agent steps between checkpoints
     device: str = field(default="auto", metadata=_RUNTIME)  # auto (CUDA if present) | cpu | cuda | cuda:N
     threads: int = field(default=0, metadata=_RUNTIME)  # torch threads (0: leave torch's default)
+    tensorboard: bool = field(default=True, metadata=_RUNTIME)  # also write run_dir/tensorboard event files
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (what Sacred stores)."""
@@ -133,9 +134,8 @@ class M3POConfig(RunConfig):
     """Everything an M3PO run needs; ``preset`` picks sizes, explicit fields override them."""
 
     eval_planner: bool = True  # evaluate with the planner (False: the prior's mode alone, a diagnostic)
-    # torch.compile (inductor) the planner's scoring and the world-model loss, fused Adam: faster, float
-    # results within a stated tolerance of the eager path (tests/test_compile.py); False: eager, exact
-    compile: bool = False
+    # Float results within a stated tolerance of the eager path (tests/test_compile.py).
+    compile: bool = False  # torch.compile planner scoring and world-model loss, fused Adam (False: exact)
     model: ModelConfig = field(default_factory=ModelConfig)  # sizes
     planner: PlannerConfig = field(default_factory=PlannerConfig)  # MPPI
     bonus: BonusConfig = field(default_factory=BonusConfig)  # exploration bonus

@@ -15,6 +15,7 @@ A run lives in its own directory (deterministic: no shared counters between conc
       train.jsonl        one line per update (or logging interval): step, the algorithm's metrics,
                          time/sps, time/wall, mem/peak_rss_mib
       checkpoints/       latest.pt (+ previous.pt, the one before), each written atomically
+      tensorboard/       the same metrics as TensorBoard event files (``tensorboard --logdir results/``)
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ LOGS = (EVAL_LOG, TRAIN_LOG)
 FINISHED = "finished"
 FAILED = "failed"
 # Where and how fast a run executes, not what it computes: a resume may change these.
-RUNTIME_KEYS = frozenset({"threads", "device", "vec_mode"})
+RUNTIME_KEYS = frozenset({"threads", "device", "vec_mode", "tensorboard"})
 
 
 def task_dir_name(task: str) -> str:

@@ -101,5 +101,5 @@ def test_cpu_and_auto_devices_do_not_import_torch():
 def test_the_run_records_runtime_keys_are_the_runtime_marked_fields():
     from m3po.record import RUNTIME_KEYS
 
-    assert RUNTIME_FIELDS == RUNTIME_KEYS == {"threads", "device", "vec_mode"}
+    assert RUNTIME_FIELDS == RUNTIME_KEYS == {"threads", "device", "vec_mode", "tensorboard"}
     assert RUNTIME_FIELDS <= {f.name for f in dataclasses.fields(RunConfig)}

@@ -67,7 +67,9 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.record = RunRecord(self.run_dir, self.algo, cfg.to_dict(), cfg.steps, self.device, on_metrics)
+        self.record = RunRecord(
+            self.run_dir, self.algo, cfg.to_dict(), cfg.steps, self.device, on_metrics, cfg.tensorboard
+        )
         self.schedule = Schedule.of(cfg)
         self.state = self.schedule.initial_state()
         self.resumed_from: int | None = None

@@ -49,6 +49,7 @@ from m3po.record import (
 if TYPE_CHECKING:
     from m3po.trainer.schedule import TrainState
 
+TENSORBOARD_DIR = "tensorboard"
 CHECKPOINT = "latest.pt"
 PREVIOUS_CHECKPOINT = "previous.pt"
 
@@ -84,6 +85,8 @@ class RunRecord:
     :param steps_total: the run's agent-step budget (recorded in ``status.json``)
     :param device: where checkpoints are loaded to
     :param on_metrics: callback ``(name, value, step)`` for every scalar (Sacred's ``log_scalar``)
+    :param tensorboard: also write every scalar to TensorBoard event files in ``run_dir/tensorboard``
+        (the names of train.jsonl; evaluations as ``eval/score_mean`` and ``eval/<field>/<task>``)
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class RunRecord:
         steps_total: int,
         device: torch.device,
         on_metrics: MetricsCallback | None = None,
+        tensorboard: bool = False,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.config = {"algo": algo, **config}
@@ -104,6 +108,8 @@ class RunRecord:
         self.attempts: list[dict[str, Any]] = []
         self.eval_log: JsonlLog | None = None
         self.train_log: JsonlLog | None = None
+        self.tensorboard = tensorboard
+        self.writer: Any = None  # torch.utils.tensorboard.SummaryWriter while an attempt runs
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -178,6 +184,13 @@ class RunRecord:
         self.write_status("running", state, attempts=self.attempts, **status_extra)
         self.eval_log = JsonlLog(self.run_dir / EVAL_LOG, resumed_from)
         self.train_log = JsonlLog(self.run_dir / TRAIN_LOG, resumed_from)
+        if self.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # A resume hides the events an interrupted attempt wrote after the checkpoint (TensorBoard
+            # purges steps >= purge_step), as the JSON-lines logs are cut to it: no point twice.
+            purge = None if resumed_from is None else resumed_from + 1
+            self.writer = SummaryWriter(str(self.run_dir / TENSORBOARD_DIR), purge_step=purge)
 
     def write_status(self, status: str, state: TrainState, **extra: Any) -> None:
         record = self.read_status()
@@ -193,9 +206,11 @@ class RunRecord:
         try:
             yield
         except NonFiniteLossError as err:
+            self.close_writer()
             self.write_status("failed", state(), error=str(err), attempts=self.attempts)
             raise
         except BaseException as err:
+            self.close_writer()
             self.write_status(
                 "interrupted", state(), error=f"{type(err).__name__}: {err}", attempts=self.attempts
             )
@@ -203,6 +218,7 @@ class RunRecord:
 
     def finish(self, state: TrainState, final_score: float | None) -> None:
         """Mark the run finished (a finished run is never trained again)."""
+        self.close_writer()
         self.write_status("finished", state, attempts=self.attempts, final_score=final_score)
 
     def last_score(self) -> float | None:
@@ -217,6 +233,8 @@ class RunRecord:
         self.train_log.append({**row, **metrics})
         for name, value in metrics.items():
             self.on_metrics(name, value, row["step"])
+            if self.writer is not None:
+                self.writer.add_scalar(name, value, row["step"])
 
     def log_eval(self, rows: list[dict[str, Any]]) -> float | None:
         """Append an evaluation's rows (from :func:`evaluate`); return the mean score (None if no rows)."""
@@ -228,8 +246,21 @@ class RunRecord:
         for row in rows:
             self.eval_log.append({**row, "score_mean": mean})
             self.on_metrics(f"eval/score/{row['task']}", row["score"], step)
+            if self.writer is not None:
+                for key in ("return", "success", "score"):
+                    if row[key] is not None:
+                        self.writer.add_scalar(f"eval/{key}/{row['task']}", row[key], step)
         self.on_metrics("eval/score", mean, step)
+        if self.writer is not None:
+            self.writer.add_scalar("eval/score_mean", mean, step)
+            self.writer.flush()  # an evaluation is worth seeing at once
         return mean
+
+    def close_writer(self) -> None:
+        """Flush and close the TensorBoard writer (at the end of an attempt)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
     # -------------------------------------------------------------------------- checkpoints
     def save_checkpoint(self, payload: dict[str, Any]) -> None:
