@@ -32,7 +32,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 BENCHMARKS = (
-    "algos", "analysis", "dag", "envs", "eval-rules", "fidelity", "gpu", "learning", "planner", "tdmpc2",
+    "algos", "analysis", "cost", "dag", "envs", "eval-rules", "fidelity", "gpu", "learning", "planner",
+    "tdmpc2",
 )  # fmt: skip
 """``m3po bench NAME`` runs ``suite/bench/NAME.py`` (``-`` read as ``_``); see :mod:`suite.bench`."""
 

@@ -71,7 +71,8 @@ def test_an_unknown_benchmark_lists_the_valid_ones(capsys):
 
 # Each benchmark's flags, and only those, in its --help.
 FLAGS = {
-    "algos": {"--threads", "--algos"},
+    "algos": {"--threads", "--algos", "--compile", "--profile"},
+    "cost": {"--profile", "--rates"},
     "dag": set(),
     "envs": {"--seconds", "--scale-envs", "--scale-tasks"},
     "eval-rules": {"--runs", "--episodes", "--threads", "--set"},
@@ -81,6 +82,7 @@ FLAGS = {
     "learning": {
         "--steps", "--seeds", "--jobs", "--alpha0-zero", "--tasks", "--set", "--variant-name", "--algo",
     },
+    "gpu": {"--device", "--envs", "--algos"},
     "planner": set(),
     "tdmpc2": {"--obs-dim", "--act-dim", "--decisions", "--updates", "--threads"},
 }  # fmt: skip
