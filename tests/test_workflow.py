@@ -5,6 +5,7 @@ workflow's own expansion in suite/grid.py.
 """
 
 import json
+import pickle
 import re
 import subprocess
 import sys
@@ -107,16 +108,35 @@ def test_smoke_runs_end_to_end_and_resumes_without_redoing_finished_runs(smoke_r
     assert all(_status(tmp_path, r)["status"] == "finished" for r in every)
 
     out = tmp_path / "results" / "smoke"
-    figures = {p.name for p in (out / "figures").glob("*.png")}
+    pngs = {p.name for p in (out / "figures").glob("*.png")}
+    figures = {name for name in pngs if not name.startswith("diagnostics-")}
     assert figures == {
         "fig3a.png", "fig3a-intervals.png", "fig3a-profiles.png", "fig3b.png", "fig3b-intervals.png",
         "fig3b-profiles.png", "fig3c.png", "fig3c-intervals.png", "fig3c-profiles.png", "fig4.png",
         "ablation-alpha0.png", "ablation-horizon.png", "ablation-num_envs.png",
     }  # fmt: skip
-    for name in figures:
+    # The report draws the off-policyness of each figure's M3PO runs (declared outputs of its rule).
+    assert pngs - figures == {f"diagnostics-{figure}.png" for figure in runs}
+    assert all((out / "figures" / f"diagnostics-{figure}.pdf").exists() for figure in runs)
+    for name in pngs:
         image = matplotlib.image.imread(out / "figures" / name)
         assert image.ndim == 3 and min(image.shape[:2]) > 100
     assert "## Claims of the paper against this suite" in (out / "report.md").read_text()
+    assert "## Fidelity: our runs beside the published (TD-MPC2 authors)" in (out / "report.md").read_text()
+    # claims.json: one record per claim of the paper, each with one of the four verdicts.
+    claims = yaml.safe_load((ROOT / "analysis" / "paper-claims.yaml").read_text())["claims"]
+    records = json.loads((out / "claims.json").read_text())
+    assert [r["claim"] for r in records] == [c["id"] for c in claims]
+    assert all(r["verdict"] in r["verdicts"] and len(r["verdicts"]) == 4 for r in records)
+    # report.html: one page with the figures embedded.
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64") >= len(pngs)
+    # fig3a and fig3b carry the published curves on their tasks; fig3c (multi-task) none.
+    for figure in ("fig3a", "fig3b", "fig3c"):
+        reference = pickle.loads((out / "aggregates" / f"{figure}.pkl").read_bytes())["reference"]
+        assert (reference is None) == (figure == "fig3c"), figure
+        if reference is not None:
+            assert {"tdmpc2", "sac", "dreamerv3"} & set(reference.algos), figure
 
     # One row per run, evaluation and task: evaluations at step 0 and every eval_every up to steps.
     g = grid("smoke")

@@ -1,6 +1,7 @@
 # Analysis: collect the finished runs into tables, aggregate each figure, draw it, write the report.
 # Every step calls analysis/ (collect, aggregate, figures, report); the scripts (one per rule) only
-# pick each figure's runs and label them (the runner's config.json records neither algo nor variant).
+# pick each figure's runs and label their variant (a run's config.json records its algo, not its
+# variant: the grid knows it).
 
 TABLES = [f"{OUT}/tables/{name}.{ext}" for name in ("scores", "excluded", "compute") for ext in ("parquet", "csv")]
 
@@ -20,10 +21,13 @@ rule collect:
         "../scripts/collect.py"
 
 
+# A fig3* aggregate also holds the published curves on the same tasks (figure and report both read
+# them: one bootstrap, the same numbers in the plot and the verdicts).
 rule aggregate:
     input:
         TABLES,
         runs=f"{OUT}/tables/runs.csv",
+        published=PUBLISHED,
     output:
         f"{OUT}/aggregates/{{figure}}.pkl",
     log:
@@ -58,14 +62,25 @@ for _fig in FIGURES:
             "../scripts/figure.py"
 
 
+# The claims report: report.md, report.html (also in `snakemake --report`), claims.json, and the
+# off-policyness diagnostics of each figure's M3PO runs that the page shows.
 rule report:
     input:
         TABLES,
+        runs=f"{OUT}/tables/runs.csv",
         aggregates=expand(f"{OUT}/aggregates/{{figure}}.pkl", figure=("fig3a", "fig3b", "fig3c")),
         figures=[f for fig in FIGURES for f in GRID.figure_files(fig)],
+        paper=PAPER_GRID,
+        published=PUBLISHED,
     output:
         md=f"{OUT}/report.md",
-        html=f"{OUT}/report.html",
+        html=report(
+            f"{OUT}/report.html",
+            caption="../report/claims.rst",
+            category="Claims report",
+        ),
+        claims=f"{OUT}/claims.json",
+        diagnostics=DIAGNOSTICS,
     log:
         f"{grids.LOGS_ROOT}/{PROFILE}/report.log",
     params:

@@ -1,10 +1,11 @@
 """What the workflow's analysis scripts share (each rule has its own script beside this module).
 
 Each step calls :mod:`analysis`; what the scripts add is the workflow's knowledge the run records
-lack: which figure each run belongs to, and its algorithm and variant (``config.json`` of an M3PO
-run records neither; the grid does). So every figure is aggregated from its own runs only (fig4's
-env sweep does not leak into fig3c), and a grid's stand-in task set (the quick profile's two-task
-set for mt80) is aggregated under fig3c's spec with its own suite name.
+lack: which figure each run belongs to, and its variant (a run's ``config.json`` records its
+``algo``, which every trainer writes, but not its variant; the grid knows both). So every figure is
+aggregated from its own runs only (fig4's env sweep does not leak into fig3c), and a grid's stand-in
+task set (the quick profile's two-task set for mt80) is aggregated under fig3c's spec with its own
+suite name.
 """
 
 import traceback

@@ -1,4 +1,10 @@
-"""Rule ``aggregate`` (Snakemake ``script:``): one figure's runs aggregated (rliable intervals)."""
+"""Rule ``aggregate`` (Snakemake ``script:``): one figure's runs aggregated (rliable intervals).
+
+A fig3* payload is ``spec``, ``result`` and ``reference``: the published curves on the same tasks
+(:func:`analysis.aggregate.published_reference`; None for fig3c, or without the vendored curves),
+which the figure draws and the report's verdicts stand in with. fig4's and the ablations' is
+``runs`` (:func:`analysis.aggregate.final_run_scores`).
+"""
 
 import pickle
 from dataclasses import replace
@@ -8,6 +14,7 @@ from typing import Any
 import pandas as pd
 from _step import run
 
+from analysis import aggregate
 from analysis.aggregate import FIGURES, aggregate_figure, final_run_scores
 
 
@@ -28,7 +35,16 @@ def aggregate_step(smk: Any) -> None:
         spec = replace(FIGURES[figure], suite=suites[0])
         result = aggregate_figure(rows, spec, smk.params.reps, seed=0, workers=smk.threads)
         print(f"{figure}: {', '.join(f'{a} ({r.n_runs} runs)' for a, r in result.algos.items())}")
-        payload = {"spec": spec, "result": result}
+        reference = None
+        if smk.input.published:
+            published = aggregate.load_published(Path(smk.input.published[0]))
+            reference = aggregate.published_reference(
+                result, spec, smk.params.reps, 0, published, smk.threads
+            )
+        if reference is not None:
+            shown = ", ".join(f"{a} ({r.n_runs} seeds)" for a, r in reference.algos.items())
+            print(f"{figure} published (TD-MPC2 authors): {shown}")
+        payload = {"spec": spec, "result": result, "reference": reference}
     else:
         payload = {"runs": final_run_scores(rows)}
         print(f"{figure}: {len(payload['runs'])} runs")

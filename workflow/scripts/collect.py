@@ -1,4 +1,4 @@
-"""Rule ``collect`` (Snakemake ``script:``): the grid's finished runs into tables, labelled by the grid."""
+"""Rule ``collect`` (Snakemake ``script:``): the grid's finished runs into tables, variants from the grid."""
 
 from pathlib import Path
 from typing import Any
@@ -9,18 +9,20 @@ from _step import TABLE_NAMES, run
 from analysis.collect import Collected, collect, write_tables
 
 
-def _relabel(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """The grid's runs of ``table``, with their algorithm and variant from the grid."""
+def _grid_labels(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The grid's runs of ``table``, with their variant from the grid (a run's config.json records its
+    algo but not its variant), and the grid's algo where the record gave none (a left-out run whose
+    config.json is missing or unreadable)."""
     table = table[table["run_dir"].isin(runs.index)].copy()
-    for column in ("algo", "variant"):
-        table[column] = table["run_dir"].map(runs[column])
+    table["variant"] = table["run_dir"].map(runs["variant"])
+    table["algo"] = table["algo"].fillna(table["run_dir"].map(runs["algo"]))
     return table
 
 
 def collect_step(smk: Any) -> None:
     runs = pd.DataFrame(smk.params.runs).set_index("run_dir")
     found = collect(Path(smk.params.root))
-    collected = Collected(*(_relabel(getattr(found, name), runs) for name in TABLE_NAMES))
+    collected = Collected(*(_grid_labels(getattr(found, name), runs) for name in TABLE_NAMES))
     stale = found.scores["run_dir"].nunique() - collected.scores["run_dir"].nunique()
     write_tables(collected, Path(smk.output.runs).parent)
     runs.reset_index().to_csv(smk.output.runs, index=False)

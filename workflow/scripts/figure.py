@@ -20,7 +20,9 @@ def figure_step(smk: Any) -> None:
         spec, result = payload["spec"], payload["result"]
         if not result.algos:
             raise ValueError(f"{figure}: no finished runs to draw")
-        written += figures.plot_curves(result, spec, figure, claims(smk.params.claims), out / figure)
+        written += figures.plot_curves(
+            result, spec, figure, claims(smk.params.claims), out / figure, reference=payload.get("reference")
+        )
         written += figures.plot_intervals(result, figure, out / f"{figure}-intervals", spec.ylabel)
         taus = np.linspace(0, spec.gamma, 101)
         profiles = stats.performance_profiles(
