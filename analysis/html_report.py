@@ -568,7 +568,13 @@ def draw_diagnostics(
     labels = {}
     if len(scores):
         first = scores.drop_duplicates("run_dir").set_index("run_dir")
-        labels = {r: f"{first.at[r, 'task_set']} seed {first.at[r, 'seed']}" for r in first.index}
+        variant = first["variant"] if "variant" in first else pd.Series("default", index=first.index)
+        labels = {
+            r: f"{first.at[r, 'task_set']}"
+            + ("" if variant[r] == "default" else f" {variant[r]}")
+            + f" seed {first.at[r, 'seed']}"
+            for r in first.index
+        }  # the ablations' runs differ by variant only
     out: dict[str, Path | None] = {}
     for fig, runs in figure_runs.items():
         diag = figures.read_diagnostics(runs)
