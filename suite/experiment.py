@@ -12,6 +12,7 @@ observer is added when ``mongo_url=...`` or the ``M3PO_MONGO_URL`` environment v
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import re
@@ -156,3 +157,21 @@ def run_from_args(argv: list[str]) -> dict[str, Any]:
             ) from err
     run = ex.run(config_updates=updates, options={"--id": f"attempt{attempt}"})
     return run.result
+
+
+def recorded_config(updates: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What ``m3po train with UPDATES`` records in ``config.json``, and its preset's plain values (the
+    ``defaults`` of :func:`m3po.record.config_differences`), both as JSON records them.
+
+    :raises m3po.config.ConfigError: an unknown algorithm, key or bad value
+    """
+    from m3po.config import merge
+    from m3po.record import as_json
+
+    parsed, _ = get_config_updates([u for u in updates if u != "with"])
+    algo = parsed.get("algo", "m3po")
+    spec = get_algorithm(algo)
+    defaults = as_json(spec.preset_dict(parsed.get("preset", "cpu")))
+    values = copy.deepcopy(defaults)
+    merge(values, parsed)
+    return as_json({"algo": algo, **resolve_config(values).to_dict()}), defaults

@@ -17,7 +17,6 @@ import json
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -270,25 +269,3 @@ def load(cfg: dict, config_dir: Path, schema_dir: Path) -> Grid:
     grid = {**copy.deepcopy(DEFAULTS), **grid}
     runs, members = expand_grid(grid)
     return Grid(grid, runs, members)
-
-
-def recorded_config(updates: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What ``m3po train with UPDATES`` records in ``config.json``, and its preset's plain values (the
-    ``defaults`` of :func:`m3po.record.config_differences`), both as JSON records them.
-
-    :raises m3po.config.ConfigError: an unknown algorithm, key or bad value
-    """
-    from sacred.arg_parser import get_config_updates
-
-    from m3po.config import merge
-    from m3po.record import as_json
-    from suite.experiment import resolve_config
-    from suite.registry import get_algorithm
-
-    parsed, _ = get_config_updates([u for u in updates if u != "with"])
-    algo = parsed.get("algo", "m3po")
-    spec = get_algorithm(algo)
-    defaults = as_json(spec.preset_dict(parsed.get("preset", "cpu")))
-    values = copy.deepcopy(defaults)
-    merge(values, parsed)
-    return as_json({"algo": algo, **resolve_config(values).to_dict()}), defaults

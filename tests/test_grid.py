@@ -13,6 +13,7 @@ from snakemake.exceptions import WorkflowError
 from analysis.figures import ABLATIONS
 from m3po.record import config_differences, run_dir_path
 from suite import grid as grids
+from suite.experiment import recorded_config
 from suite.registry import ALGOS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,10 +191,10 @@ def test_recorded_config_is_what_a_run_records():
     g = load()
     key = "results/runs/smoke/m3po/cartpole-swingup/alpha0=0/seed1"
     updates = [*g.runs[key].updates(key), "threads=1"]
-    wanted, defaults = grids.recorded_config(updates)
+    wanted, defaults = recorded_config(updates)
     assert wanted["algo"] == "m3po" and wanted["task"] == "cartpole-swingup" and wanted["steps"] == 128
     assert wanted["bonus"]["alpha0"] == 0.0 and wanted["ppo"]["rollout_len"] == 32
     assert "run_dir" not in wanted and "progress" not in wanted
     assert config_differences(wanted, wanted, defaults) == []
-    other, _ = grids.recorded_config([*updates, "steps=256", "threads=4"])
+    other, _ = recorded_config([*updates, "steps=256", "threads=4"])
     assert config_differences(wanted, other, defaults) == ["steps"]  # threads is a runtime key

@@ -13,6 +13,7 @@ import pytest
 from m3po.errors import RunDirectoryError
 from m3po.registration import make_config
 from m3po.train import Trainer
+from suite.experiment import recorded_config
 
 # cartpole-swingup, 500-step episodes: uniformly random actions score 40 +- 30 (10 episodes, measured
 # with m3po.envs.make_env); stable-baselines3's PPO scored 240-270 after 10-20k steps on this machine.
@@ -56,7 +57,7 @@ def test_the_learning_bar_reads_a_finished_run_only_if_it_is_the_run_asked_for(t
         raise AssertionError("a finished run must not be retrained")
 
     updates = ["task=reacher-easy", "seed=2", "steps=1000", "algo=m3po", "ppo.adam_eps=3e-5"]
-    recorded, _ = learning._resolved_config(updates)
+    recorded, _ = recorded_config(updates)
     monkeypatch.setattr(learning.subprocess, "run", no_training)  # after Sacred's imports, which run some
     assert recorded["ppo"]["adam_eps"] == 3e-5 and recorded["steps"] == 1000
     run_dir = tmp_path / "variant" / "reacher-easy" / "seed2"

@@ -14,7 +14,6 @@ bonus); a finished run is read, not retrained, so an interrupted benchmark conti
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import subprocess
 import sys
@@ -24,28 +23,12 @@ from typing import Any
 
 from m3po.config import check_overrides
 from m3po.errors import RunDirectoryError
-from m3po.record import as_json, config_differences, read_status
+from m3po.record import config_differences, read_status
 from suite.bench import at_least
+from suite.experiment import recorded_config
 
 TASKS = ("cartpole-swingup", "reacher-easy", "walker-stand")
 NO_BONUS = ["bonus.alpha0=0.0"]
-
-
-def _resolved_config(updates: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What ``m3po train with UPDATES`` would record in config.json, and its preset's plain defaults."""
-    from sacred.arg_parser import get_config_updates
-
-    from m3po.config import merge
-    from suite.experiment import resolve_config
-    from suite.registry import get_algorithm
-
-    parsed, _ = get_config_updates(updates)
-    algo = parsed.get("algo", "m3po")
-    spec = get_algorithm(algo)
-    defaults = as_json(spec.preset_dict(parsed.get("preset", "cpu")))
-    values = copy.deepcopy(defaults)
-    merge(values, parsed)
-    return as_json({"algo": algo, **resolve_config(values).to_dict()}), defaults
 
 
 def _run_one(run_dir: Path, task: str, seed: int, steps: int, extra: list[str]) -> None:
@@ -54,7 +37,7 @@ def _run_one(run_dir: Path, task: str, seed: int, steps: int, extra: list[str]) 
         # A finished run is read, not retrained, but only if it is the run this command asks for: a
         # run trained under an older default or another budget would pass stale figures off as new.
         recorded = json.loads((run_dir / "config.json").read_text())
-        wanted, defaults = _resolved_config(updates)
+        wanted, defaults = recorded_config(updates)
         diff = config_differences(recorded, wanted, defaults)
         if diff:
             raise RunDirectoryError(

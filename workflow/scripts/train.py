@@ -48,7 +48,7 @@ from m3po.record import (
     read_config,
     read_status,
 )
-from suite.grid import recorded_config
+from suite.experiment import recorded_config
 
 
 class RunSetupError(RuntimeError):
