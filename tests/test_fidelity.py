@@ -230,11 +230,11 @@ def test_comparison_gives_inside_below_above_and_not_run(tmp_path, monkeypatch):
 
 
 def test_verdict_bounds_are_inclusive():
-    assert fidelity.verdict(400.0, [400.0, 500.0, 600.0]) == "inside"
-    assert fidelity.verdict(600.0, [400.0, 500.0, 600.0]) == "inside"
-    assert fidelity.verdict(399.9, [400.0, 500.0, 600.0]) == "below"
-    assert fidelity.verdict(600.1, [400.0, 500.0, 600.0]) == "above"
-    assert fidelity.verdict(None, [400.0, 500.0, 600.0]) == "not run"
+    assert fidelity.fidelity_verdict(400.0, [400.0, 500.0, 600.0]) == "inside"
+    assert fidelity.fidelity_verdict(600.0, [400.0, 500.0, 600.0]) == "inside"
+    assert fidelity.fidelity_verdict(399.9, [400.0, 500.0, 600.0]) == "below"
+    assert fidelity.fidelity_verdict(600.1, [400.0, 500.0, 600.0]) == "above"
+    assert fidelity.fidelity_verdict(None, [400.0, 500.0, 600.0]) == "not run"
 
 
 # ----------------------------------------------------------------------------------------- training

@@ -163,13 +163,13 @@ def test_sample_efficiency_band_and_trend() -> None:
 
 
 def test_fidelity_verdict_is_the_benchmarks() -> None:
+    """One rule: ``m3po bench fidelity`` and the report's fidelity section use the same function."""
     from suite.bench import fidelity
 
-    for mean in (None, 399.0, 400.0, 500.0, 600.0, 600.5):
-        assert verdicts.fidelity_verdict(mean, [400.0, 500.0, 600.0]) == fidelity.verdict(
-            mean, [400, 500, 600]
-        )
-    assert verdicts.FIDELITY_VERDICTS == fidelity.VERDICTS
+    assert fidelity.fidelity_verdict is verdicts.fidelity_verdict
+    assert fidelity.VERDICTS == verdicts.FIDELITY_VERDICTS
+    for mean, expected in ((None, "not run"), (399.0, "below"), (400.0, "inside"), (600.5, "above")):
+        assert verdicts.fidelity_verdict(mean, [400.0, 500.0, 600.0]) == expected
 
 
 # ----------------------------------------------------------------------------- report rows, constructed

@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from analysis.verdicts import FIDELITY_VERDICTS, fidelity_verdict
 from m3po.config import ConfigError, check_overrides
 from m3po.envs.registry import ACTION_REPEAT as ENV_ACTION_REPEAT
 from m3po.record import read_jsonl
@@ -43,7 +44,7 @@ AGENT_STEP = 100_000  # where ours and the published curves are compared, in age
 ACTION_REPEAT = ENV_ACTION_REPEAT["dmc"]  # ours; the published CSVs count agent steps x the same 2
 PUBLISHED_STEP = AGENT_STEP * ACTION_REPEAT  # the CSVs' row for AGENT_STEP (their grid: every 100000)
 ROOT = "results/bench/fidelity"
-VERDICTS = ("inside", "below", "above", "not run")
+VERDICTS = FIDELITY_VERDICTS
 
 
 def published_path() -> Path:
@@ -95,17 +96,6 @@ def our_seed(run_dir: Path, task: str, step: int = AGENT_STEP) -> dict[str, Any]
         last = max((r["step"] for r in rows), default=None)
         entry.update(score=None, eval_step=None, note=f"no evaluation at or after step {step} (last: {last})")
     return entry
-
-
-def verdict(mean: float | None, published: list[float]) -> str:
-    """``inside``: ``mean`` in [min, max] of ``published``; else ``below`` / ``above``; None: ``not run``."""
-    if mean is None:
-        return "not run"
-    if mean < min(published):
-        return "below"
-    if mean > max(published):
-        return "above"
-    return "inside"
 
 
 def _command(algo: str, task: str, seeds: int, steps: int, overrides: tuple[str, ...], name: str) -> str:
@@ -210,7 +200,7 @@ def run(
             ref = published[algo][task]
             values = [float(v) for _, v in sorted(ref["reward"][PUBLISHED_STEP].items())]
             result: dict[str, Any] = {
-                "verdict": verdict(mean, values),
+                "verdict": fidelity_verdict(mean, values),
                 "ours": {
                     "mean": mean,
                     "seeds": [e["score"] for e in ours],
