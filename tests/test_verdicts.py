@@ -98,17 +98,17 @@ def test_combine_and_final_verdict() -> None:
 
 
 def test_budgets() -> None:
-    assert verdicts.claim_budget(1_000_000, 4_000_000, "fig3c") == (1_000_000, "the paper's")
-    assert verdicts.claim_budget(None, 4_000_000, "fig3a") == (
-        4_000_000,
+    assert verdicts.claim_budget(1_000_000, 2_000_000, "fig3c") == (1_000_000, "the paper's")
+    assert verdicts.claim_budget(None, 2_000_000, "fig3a") == (
+        2_000_000,
         "the paper profile's fig3a budget; the paper gives none",
     )
     assert verdicts.claim_budget(None, None, "fig3a")[0] is None
     assert verdicts.at_or_after([0, 500, 1000, 1500], 1000) == 2
     assert verdicts.at_or_after([0, 500, 999], 1000) is None
     assert verdicts.reaches(1000, 1000) and not verdicts.reaches(999, 1000) and not verdicts.reaches(None, 1)
-    text = verdicts.below_budget(128, 4_000_000, "the paper profile's fig3a budget")
-    assert "128 agent steps" in text and "4M agent steps" in text
+    text = verdicts.below_budget(128, 2_000_000, "the paper profile's fig3a budget")
+    assert "128 agent steps" in text and "2M agent steps" in text
     assert [verdicts.fmt_steps(n) for n in (128, 20_000, 500_000, 1_500_000, 4_000_000)] == [
         "128", "20k", "500k", "1.5M", "4M",
     ]  # fmt: skip
@@ -197,7 +197,8 @@ DMC39_FINAL = {
     "values": {"m3po": 800, "ppo": 580, "dreamerv3": 490},
     "order": ["m3po", "ppo", "dreamerv3", "sac"],
 }
-BUDGETS = {"fig3a": 4_000_000, "fig3b": 2_000_000, "fig3c": 1_000_000}
+# config/paper.yaml's budgets (tests/test_paper_budgets.py checks the file says so).
+BUDGETS = {"fig3a": 2_000_000, "fig3b": 1_000_000, "fig3c": 1_000_000}
 
 
 def test_a_final_claim_below_its_budget_is_not_judged_naming_both_budgets() -> None:
@@ -208,8 +209,8 @@ def test_a_final_claim_below_its_budget_is_not_judged_naming_both_budgets() -> N
     )  # fmt: skip
     row = report.judge_values(DMC39_FINAL, result, BUDGETS)
     assert row.verdict == NOT_JUDGED
-    assert "128 agent steps" in row.why and "4M agent steps" in row.why
-    assert row.budget == "4M agent steps (the paper profile's fig3a budget; the paper gives none)"
+    assert "128 agent steps" in row.why and "2M agent steps" in row.why
+    assert row.budget == "2M agent steps (the paper profile's fig3a budget; the paper gives none)"
     assert row.scope == "at 128 agent steps on 1 of 39 dmc39 tasks, 1 seed"
     assert "M3PO 100.0 [100.0, 100.0] at 128 (below the budget)" in row.ours
     # The claim's own at_steps wins over the profile's budget.
@@ -223,10 +224,10 @@ def test_a_final_claim_below_its_budget_is_not_judged_naming_both_budgets() -> N
 
 
 def test_a_final_claim_at_its_budget_is_judged_there() -> None:
-    steps = [0, 2_000_000, 4_000_000, 5_000_000]
+    steps = [0, 1_000_000, 2_000_000, 5_000_000]
     result = FigureResult(
         {
-            "m3po": _algo(steps, [0, 500, 800, 100], tasks=39),  # judged at 4M, not at its last step
+            "m3po": _algo(steps, [0, 500, 800, 100], tasks=39),  # judged at 2M, not at its last step
             "ppo": _algo(steps, [0, 400, 580, 900], tasks=39),
             "dreamerv3": _algo(steps, [0, 300, 490, 900], tasks=39),
             "sac": _algo(steps, [0, 200, 300, 900], tasks=39),
@@ -235,7 +236,7 @@ def test_a_final_claim_at_its_budget_is_judged_there() -> None:
     )
     row = report.judge_values(DMC39_FINAL, result, BUDGETS)
     assert row.verdict == REPRODUCED, row.why
-    assert row.scope == "at 4M agent steps on 39 of 39 dmc39 tasks, 3 seeds"
+    assert row.scope == "at 2M agent steps on 39 of 39 dmc39 tasks, 3 seeds"
     fewer = FigureResult({**result.algos, "ppo": _algo(steps, [0, 400, 580, 900], seeds=2, tasks=39)}, {})
     row = report.judge_values(DMC39_FINAL, fewer, BUDGETS)
     assert row.verdict == INCONCLUSIVE and "PPO has 2 seed(s), fewer than 3" in row.why
@@ -380,10 +381,10 @@ def test_claims_json_holds_verdict_budget_scope_and_numbers(tmp_path) -> None:
     (record,) = json.loads(path.read_text())
     assert record["claim"] == "dmc39-final" and record["verdict"] == NOT_JUDGED
     assert record["verdict"] in record["verdicts"]
-    assert record["budget"].startswith("4M agent steps") and record["scope"].startswith("at 128 agent steps")
+    assert record["budget"].startswith("2M agent steps") and record["scope"].startswith("at 128 agent steps")
     details = record["details"]
     assert details["budget"] == {
-        "steps": 4_000_000,
+        "steps": 2_000_000,
         "source": "the paper profile's fig3a budget; the paper gives none",
     }
     assert details["tasks_total"] == 39 and details["task_set"] == "dmc39"
