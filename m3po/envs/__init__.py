@@ -22,12 +22,13 @@ from m3po.envs.registry import (
     suite_tasks,
     task_info,
 )
+from m3po.envs.shared import ModelCache, SharedModelError
 from m3po.envs.vector import MODES, VecEnv
 
 __all__ = [
-    "DMC39", "DMC_CUSTOM", "DMLAB30", "MODES", "MT30", "MT80", "MW50", "SUITES", "TaskInfo",
-    "UnknownTaskError", "VecEnv", "make_env", "make_vec_env", "resolve_tasks", "suite_tasks",
-    "task_dims", "task_info",
+    "DMC39", "DMC_CUSTOM", "DMLAB30", "MODES", "MT30", "MT80", "MW50", "ModelCache", "SUITES",
+    "SharedModelError", "TaskInfo", "UnknownTaskError", "VecEnv", "make_env", "make_vec_env",
+    "resolve_tasks", "suite_tasks", "task_dims", "task_info",
 ]  # fmt: skip
 
 # (observation size, action size) per task, so task sets can be padded without building every env
@@ -55,7 +56,7 @@ def task_dims(task: str) -> tuple[int, int]:
     raise KeyError(f"no dimensions recorded for {task!r}")
 
 
-def make_env(task: str, seed: int) -> gym.Env:
+def make_env(task: str, seed: int, *, models: ModelCache | None = None) -> gym.Env:
     """Build one environment of ``task`` following the suite's conventions.
 
     Actions in [-1, 1]; action repeat 2 (DMControl, Meta-World) with summed rewards; 500 agent steps
@@ -64,22 +65,29 @@ def make_env(task: str, seed: int) -> gym.Env:
 
     :param task: a task name (``m3po tasks dmc39`` lists them)
     :param seed: a non-negative integer seed
+    :param models: a :class:`~m3po.envs.shared.ModelCache`: the env shares its compiled MuJoCo model
+        with the other envs built with the same cache (same dynamics, far less memory; see
+        :mod:`m3po.envs.shared`). ``None`` (default): the env compiles its own.
     :raises UnknownTaskError: for an unknown task, naming the closest valid names
     """
     info = task_info(task)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return _build_env(info, seed, models)
+
+
+def _build_env(info: TaskInfo, seed: int, models: ModelCache | None) -> gym.Env:
     if info.domain == "dmc":
         from m3po.envs.dmc import DMCEnv
 
-        return DMCEnv(task, seed)
+        return DMCEnv(info.name, seed, models=models)
     if info.domain == "metaworld":
         from m3po.envs.metaworld import MetaWorldEnv
 
-        return MetaWorldEnv(task, seed)
+        return MetaWorldEnv(info.name, seed, models=models)
     from m3po.envs.dmlab import make_dmlab_env
 
-    return make_dmlab_env(task, seed)
+    return make_dmlab_env(info.name, seed)
 
 
 def make_vec_env(
@@ -88,6 +96,7 @@ def make_vec_env(
     seed: int = 0,
     mode: str = "sync",
     workers: int | None = None,
+    share_models: bool = True,
 ) -> VecEnv:
     """Vectorized environments over one task or a task set; see :class:`m3po.envs.vector.VecEnv`.
 
@@ -96,5 +105,7 @@ def make_vec_env(
     :param seed: base seed; env ``i`` gets ``seed + i``
     :param mode: ``sync`` or ``async``
     :param workers: worker processes for ``async`` (default: CPU count)
+    :param share_models: envs of the same MuJoCo model share one compiled model (default; see
+        :mod:`m3po.envs.shared`); ``False`` compiles one per env, as before (for comparisons)
     """
-    return VecEnv(tasks, num_envs, seed=seed, mode=mode, workers=workers)
+    return VecEnv(tasks, num_envs, seed=seed, mode=mode, workers=workers, share_models=share_models)

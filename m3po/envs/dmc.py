@@ -13,6 +13,7 @@ import numpy as np
 from dm_control import suite
 
 from m3po.envs.registry import DMC_CUSTOM, task_info
+from m3po.envs.shared import ModelCache
 
 # TD-MPC2's short domain names.
 _DOMAIN_ALIASES = {"cup": "ball_in_cup", "pointmass": "point_mass"}
@@ -37,15 +38,23 @@ class DMCEnv(gym.Env):
 
     :param task: task name from ``dmc39``
     :param seed: seed of the task's random state; ``reset(seed=s)`` reseeds it
+    :param models: share the compiled model with the other envs built with this cache
+        (see :mod:`m3po.envs.shared`); ``None`` compiles this env's own
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
 
-    def __init__(self, task: str, seed: int) -> None:
+    def __init__(self, task: str, seed: int, models: ModelCache | None = None) -> None:
         self.task = task_info(task)
         if self.task.domain != "dmc":
             raise ValueError(f"{task!r} is not a DMControl task")
-        self._env = load_dmc(task, seed)
+        self._slot = None
+        if models is None:
+            self._env = load_dmc(task, seed)
+        else:
+            with models.dm_control_compiles():
+                self._env = load_dmc(task, seed)
+            self._slot = models.of(self._env.physics.model.ptr).slot()
         spec = self._env.action_spec()
         self._low = spec.minimum.astype(np.float64)
         self._half_range = (spec.maximum - spec.minimum).astype(np.float64) / 2.0
@@ -79,14 +88,32 @@ class DMCEnv(gym.Env):
             # dm_control draws initial states from the task's RandomState.
             self._env.task._random = np.random.RandomState(seed)
         self._steps = 0
-        return self._flatten(self._env.reset().observation), {}
+        if self._slot is None:
+            return self._flatten(self._env.reset().observation), {}
+        self._slot.before_reset()
+        observation = self._env.reset().observation
+        self._slot.after_reset()
+        return self._flatten(observation), {}
 
     def step(self, action: np.ndarray):
         native = self._low + (np.clip(action, -1.0, 1.0) + 1.0) * self._half_range
         reward = 0.0
+        if self._slot is not None:
+            self._slot.enter()
+        restarted = False
         for _ in range(self.task.action_repeat):
             time_step = self._env.step(native)
+            restarted = restarted or time_step.first()  # dm_control resets when stepped past the end
             reward += time_step.reward or 0.0
+        if self._slot is not None:
+            if restarted:
+                self._slot.after_reset()
+            else:
+                self._slot.after_step()
         self._steps += 1
         truncated = self._steps >= self.task.episode_length or time_step.last()
         return self._flatten(time_step.observation), reward, False, truncated, {}
+
+    def close(self) -> None:
+        if self._slot is not None:
+            self._slot.release()

@@ -12,10 +12,17 @@ Two modes:
 - ``async``: the envs split into contiguous shards, one worker process per shard, each running a
   ``SyncVectorEnv`` of its shard. Shards rather than one process per env keep 1024 envs within a
   machine's memory and start-up time (gymnasium's ``AsyncVectorEnv`` starts a process per env).
+
+Memory: by default the envs of one MuJoCo model share one compiled model (``share_models``; see
+:mod:`m3po.envs.shared`, which keeps each env's dynamics exactly those of an env with its own
+model). With ``fork`` the parent compiles each model once before starting the workers, so the
+workers share its pages copy-on-write: one copy of each model on the machine, whatever the number
+of workers, and no compile in the workers.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import traceback
@@ -30,6 +37,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from m3po.envs.registry import TaskInfo, resolve_tasks, task_info
+from m3po.envs.shared import ModelCache
 
 MODES = ("sync", "async")
 
@@ -70,21 +78,29 @@ class _EnvSpec:
     obs_dim: int
     act_dim: int
 
-    def build(self) -> gym.Env:
+    def build(self, models: ModelCache | None = None) -> gym.Env:
         from m3po.envs import make_env
 
-        env = make_env(self.task, self.seed)
+        if models is None:
+            env = make_env(self.task, self.seed)
+        else:
+            env = make_env(self.task, self.seed, models=models)
         if env.observation_space.shape[0] == self.obs_dim and env.action_space.shape[0] == self.act_dim:
             return env
         return PaddedEnv(env, self.obs_dim, self.act_dim)
 
 
 class _Shard:
-    """A contiguous slice of the envs, stepped in one process; returns dense arrays only."""
+    """A contiguous slice of the envs, stepped in one process; returns dense arrays only.
 
-    def __init__(self, specs: Sequence[_EnvSpec]) -> None:
+    :param models: compiled models to share (``None``: each env compiles its own)
+    """
+
+    def __init__(self, specs: Sequence[_EnvSpec], models: ModelCache | None = None) -> None:
         self.envs = SyncVectorEnv(
-            [spec.build for spec in specs], copy=False, autoreset_mode=AutoresetMode.SAME_STEP
+            [functools.partial(spec.build, models) for spec in specs],
+            copy=False,
+            autoreset_mode=AutoresetMode.SAME_STEP,
         )
         self._success = np.full(len(specs), np.nan, dtype=np.float32)
 
@@ -113,11 +129,16 @@ class _Shard:
         self.envs.close()
 
 
-def _shard_worker(conn: Connection, specs: list[_EnvSpec]) -> None:
+def _shard_worker(
+    conn: Connection, specs: list[_EnvSpec], share_models: bool, models: ModelCache | None
+) -> None:
     # Workers step small MuJoCo models; extra BLAS/OpenMP threads would only fight over cores.
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
-        shard = _Shard(specs)
+        if share_models and models is None:
+            models = ModelCache()
+        shard = _Shard(specs, models)
+        del models  # the envs hold their models
         conn.send(("ok", None))
     except Exception:  # noqa: BLE001 - any build failure is sent to the parent with its traceback
         conn.send(("error", traceback.format_exc()))
@@ -147,6 +168,8 @@ class VecEnv:
     :param workers: number of worker processes in ``async`` mode (default: CPU count, at most num_envs)
     :param start_method: multiprocessing start method for ``async`` workers (default: fork where
         available, else the platform default)
+    :param share_models: envs of the same MuJoCo model share one compiled model (see
+        :mod:`m3po.envs.shared`); ``False`` compiles one per env
 
     Attributes agents use: ``tasks``, ``task_ids`` (num_envs,), ``action_mask`` (num_envs, act_dim),
     ``task_action_mask`` (n_tasks, act_dim), ``obs_dim``, ``act_dim``, ``task_obs_dims``,
@@ -161,6 +184,7 @@ class VecEnv:
         mode: str = "sync",
         workers: int | None = None,
         start_method: str | None = None,
+        share_models: bool = True,
     ) -> None:
         self.tasks = resolve_tasks(tasks)
         _check_int("num_envs", num_envs, minimum=1)
@@ -177,6 +201,7 @@ class VecEnv:
         self.num_envs = num_envs
         self.mode = mode
         self.seed = seed
+        self.share_models = bool(share_models)
         self.task_infos: tuple[TaskInfo, ...] = tuple(task_info(t) for t in self.tasks)
         self.task_obs_dims, self.task_act_dims = _task_dims(self.tasks)
         self.obs_dim = max(self.task_obs_dims)
@@ -196,7 +221,7 @@ class VecEnv:
         self._procs: list[mp.process.BaseProcess] = []
         if mode == "sync":
             self._bounds = [(0, num_envs)]
-            self._shard = _Shard(specs)
+            self._shard = _Shard(specs, ModelCache() if self.share_models else None)
         else:
             n_workers = min(workers or os.cpu_count() or 1, num_envs)
             edges = np.linspace(0, num_envs, n_workers + 1).round().astype(int)
@@ -212,9 +237,13 @@ class VecEnv:
         if start_method is None:
             start_method = "fork" if "fork" in mp.get_all_start_methods() else None
         ctx = mp.get_context(start_method)
+        # Forked workers inherit the parent's compiled models and share their pages (the parent
+        # keeps its references through the Process objects, at no cost: the pages are shared).
+        models = _compiled_models(specs) if self.share_models and ctx.get_start_method() == "fork" else None
         for lo, hi in self._bounds:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_shard_worker, args=(child, specs[lo:hi]), daemon=True)
+            args = (child, specs[lo:hi], self.share_models, models)
+            proc = ctx.Process(target=_shard_worker, args=args, daemon=True)
             proc.start()
             child.close()
             self._conns.append(parent)
@@ -313,6 +342,21 @@ def _check_int(name: str, value: object, minimum: int) -> None:
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _compiled_models(specs: Sequence[_EnvSpec]) -> ModelCache:
+    """A cache holding the compiled model of every MuJoCo task in ``specs`` (one env built per task)."""
+    from m3po.envs import _build_env
+
+    models = ModelCache()
+    seen: set[str] = set()
+    for spec in specs:
+        info = task_info(spec.task)
+        if spec.task in seen or info.domain not in ("dmc", "metaworld"):
+            continue
+        seen.add(spec.task)
+        _build_env(info, spec.seed, models).close()
+    return models
 
 
 def _task_dims(tasks: Sequence[str]) -> tuple[tuple[int, ...], tuple[int, ...]]:
