@@ -48,6 +48,7 @@ class RunConfig:
     device: str = field(default="auto", metadata=_RUNTIME)  # auto (CUDA if present) | cpu | cuda | cuda:N
     threads: int = field(default=0, metadata=_RUNTIME)  # torch threads (0: leave torch's default)
     tensorboard: bool = field(default=True, metadata=_RUNTIME)  # also write run_dir/tensorboard event files
+    portable: bool = False  # CPU code paths all x86-64 CPUs share, 1 thread: same bits (m3po/portable.py)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (what Sacred stores)."""

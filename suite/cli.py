@@ -13,12 +13,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from m3po.config import ConfigError
-from m3po.envs.registry import SUITES, UnknownTaskError, suite_tasks
+from m3po import portable
 from m3po.errors import RunDirectoryError
+
+# numpy, torch and the environments are imported inside the commands: `m3po train with ...
+# portable=True` re-executes itself (m3po.portable) before any of them is loaded.
 
 
 def _cmd_tasks(args: argparse.Namespace) -> int:
+    from m3po.envs.registry import suite_tasks
+
     print("\n".join(suite_tasks(args.suite)))
     return 0
 
@@ -94,6 +98,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="m3po", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
+    from m3po.envs.registry import SUITES
+
     tasks = commands.add_parser("tasks", help="print a suite's task names, one per line")
     tasks.add_argument("suite", help=f"one of: {', '.join(SUITES)}")
     tasks.set_defaults(func=_cmd_tasks)
@@ -115,7 +121,15 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``m3po`` command. Started as a process (``argv`` None), ``m3po train with ... portable=True``
+    first re-executes itself with portable mode's environment (:func:`m3po.portable.reexec_if_asked`);
+    called in-process with ``argv``, it cannot, and such a run is refused before it writes anything."""
+    if argv is None and sys.argv[1:2] == ["train"]:
+        portable.reexec_if_asked(sys.argv[2:])
     argv = list(sys.argv[1:] if argv is None else argv)
+    from m3po.config import ConfigError
+    from m3po.envs.registry import UnknownTaskError
+
     args = build_parser(argv).parse_args(argv)
     try:
         status = args.func(args)

@@ -31,8 +31,8 @@ from suite.registry import ALGOS, get_algorithm
 SETTINGS.CAPTURE_MODE = "sys"
 
 __all__ = [
-    "ALGOS", "RUN_KEYS", "LaunchOptions", "build_experiment", "default_run_dir", "resolve_config",
-    "run_from_args",
+    "ALGOS", "RUN_KEYS", "LaunchOptions", "build_experiment", "check_portable", "default_run_dir",
+    "resolve_config", "run_from_args",
 ]  # fmt: skip
 
 
@@ -91,6 +91,18 @@ def resolve_config(values: dict[str, Any]) -> RunConfig:
     return spec.make_config(values.get("preset", RunConfig.preset), **updates)
 
 
+def check_portable(cfg: RunConfig) -> None:
+    """A ``portable=True`` run needs portable mode in force from the process's start (``m3po train``
+    and the workflow's train script re-execute themselves with it; an in-process call cannot).
+
+    :raises ConfigError: one line naming what is missing (:func:`m3po.portable.refusal`)
+    """
+    from m3po.portable import refusal
+
+    if cfg.portable and (why := refusal(cfg.threads)):
+        raise ConfigError(why)
+
+
 def library_versions() -> dict[str, str]:
     """Versions of the libraries a run depends on (for the run record)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -135,6 +147,7 @@ def run_from_args(argv: list[str]) -> dict[str, Any]:
     algo = updates.get("algo", LaunchOptions.algo)
     # Validate before anything starts or any directory is made.
     cfg = resolve_config({**dataclasses.asdict(LaunchOptions()), **updates})
+    check_portable(cfg)
     ex = build_experiment(algo, cfg.preset)
     run_dir = Path(updates.get("run_dir") or default_run_dir(algo, cfg.task, cfg.seed))
     updates["run_dir"] = str(run_dir)

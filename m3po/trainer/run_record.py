@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from m3po import portable
+from m3po.config import ConfigError
 from m3po.errors import NonFiniteLossError, RunDirectoryError
 from m3po.record import (
     CONFIG_FILE,
@@ -74,6 +76,20 @@ def peak_memory_mib(device: torch.device) -> dict[str, float]:
     if device.type == "cuda":
         peak["mem/peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     return peak
+
+
+def compute_facts() -> dict[str, Any]:
+    """What decides this process's floating-point results on a CPU, for each attempt's record: the CPU
+    model and flags, the settings in force (:func:`m3po.portable.host_facts`), torch's kernel capability
+    and threads, numpy's enabled SIMD dispatch features."""
+    facts = portable.host_facts()
+    facts["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    facts["torch_threads"] = torch.get_num_threads()
+    from numpy._core import _multiarray_umath as umath
+
+    dispatch = getattr(umath, "__cpu_dispatch__", [])
+    facts["numpy_simd"] = [f for f in dispatch if umath.__cpu_features__.get(f)]
+    return facts
 
 
 class RunRecord:
@@ -121,7 +137,10 @@ class RunRecord:
 
         :raises RunDirectoryError: the directory is not writable, holds a finished run, or was
             started with another config (runtime keys such as ``threads`` may change)
+        :raises ConfigError: ``portable`` is on but portable mode is not in force in this process
         """
+        if self.config.get("portable") and (why := portable.refusal(self.config.get("threads", 0))):
+            raise ConfigError(why)  # before anything is written
         probe_writable(self.run_dir)
         self.checkpoint_dir.mkdir(exist_ok=True)
         status = self.read_status()
@@ -134,7 +153,8 @@ class RunRecord:
         if recorded is None:
             write_json_atomic(self.run_dir / CONFIG_FILE, self.config)
         else:
-            diff = config_differences(recorded, as_json(self.config))
+            # A run recorded before the `portable` field existed ran without it.
+            diff = config_differences(recorded, as_json(self.config), defaults={"portable": False})
             if diff:
                 raise RunDirectoryError(
                     f"{self.run_dir} was started with another config (differs in: {', '.join(diff)}); "
@@ -179,6 +199,7 @@ class RunRecord:
                 "resumed_from_step": resumed_from,
                 "host": platform.node(),
                 "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # None outside SLURM
+                "compute": compute_facts(),  # CPU model, kernel capability, settings (portable mode)
             }
         ]
         self.write_status("running", state, attempts=self.attempts, **status_extra)

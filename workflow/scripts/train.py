@@ -19,9 +19,22 @@ runs that finished; the collect step leaves the failed run out and the report li
 end (killed, crashed) writes no marker: rerunning the workflow resumes the run from its checkpoint.
 A finished run whose recorded config differs from the asked one is an error, so a changed grid never
 silently reuses stale runs.
+
+With ``portable=True`` among the updates (a grid's ``overrides: {portable: true}``, with ``threads: 1``)
+the script first re-executes itself with portable mode's environment (:mod:`m3po.portable`), so that
+numpy, torch and MKL load with it; ``main()`` called in-process cannot, and the run is refused.
 """
 
 from __future__ import annotations
+
+import sys
+
+if __name__ == "__main__":
+    # portable=True among the updates: re-execute this script with portable mode's environment
+    # (m3po/portable.py) before numpy and torch are loaded; the run checks it is in force.
+    from m3po.portable import reexec_if_asked
+
+    reexec_if_asked(sys.argv[1:])
 
 import argparse
 import fcntl
@@ -29,7 +42,6 @@ import json
 import os
 import platform
 import shutil
-import sys
 import traceback
 from pathlib import Path
 from typing import IO
