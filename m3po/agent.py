@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from m3po.bonus import alpha_at, apply_bonus, exploration_bonus, one_step_q
+from m3po.bonus import alpha_at, apply_bonus, clip_bonus, exploration_bonus, one_step_q, raw_bonus
 from m3po.config import M3POConfig
 from m3po.distributions import TanhGaussian, gaussian_log_prob
 from m3po.errors import NonFiniteLossError
@@ -87,7 +87,7 @@ class _UpdateData:
     advantages: torch.Tensor  # (T, E) GAE advantages, without the bonus
     returns: torch.Tensor  # (N, 1) the critic's targets
     adv_hat: torch.Tensor  # (N,) advantages, the bonus added when it comes before the normalisation
-    bonus: torch.Tensor  # (N,) exploration bonus
+    bonus: torch.Tensor  # (N,) exploration bonus: clipped against A (before), unclipped (after normalisation)
     bonus_stats: dict[str, float]  # the bonus's diagnostics
     alpha: float  # the bonus weight at this step
 
@@ -113,6 +113,8 @@ class _PolicyTerms:
     actor_loss: torch.Tensor  # PPO's clipped objective, negated
     distill: torch.Tensor  # negative log-likelihood of the executed actions
     entropy: torch.Tensor  # entropy estimate of the prior
+    bonus_raw: torch.Tensor | None = None  # (M,) the unclipped bonus, when added after the normalisation
+    bonus: torch.Tensor | None = None  # (M,) the bonus added then, clipped against the normalised advantage
 
 
 def _check_finite(losses: dict[str, torch.Tensor], step: int) -> None:
@@ -314,12 +316,15 @@ class M3POAgent:
             gamma_flat,
         )
         alpha = alpha_at(step, cfg.bonus)
-        bonus, bonus_stats = exploration_bonus(
-            q_mf, q_mb, advantages.reshape(-1), alpha, cfg.bonus, flat_task
-        )
         if cfg.bonus.before_adv_norm:
+            bonus, bonus_stats = exploration_bonus(
+                q_mf, q_mb, advantages.reshape(-1), alpha, cfg.bonus, flat_task
+            )
             adv_hat = apply_bonus(advantages.reshape(-1), bonus)
         else:
+            # Clipped per minibatch against the normalised advantage it is added to (see
+            # _minibatch_advantage), so that |b| <= c|A| and the sign guarantee hold for that advantage.
+            bonus, bonus_stats = raw_bonus(q_mf, q_mb, alpha, cfg.bonus, flat_task)
             adv_hat = advantages.reshape(-1)
         return _UpdateData(
             obs=obs,
@@ -433,32 +438,38 @@ class M3POAgent:
         :param first: the update's first minibatch (no step taken yet)
         :return: the actor's terms and the value loss
         """
-        adv = self._minibatch_advantage(data, idx, is_weight)
+        adv, bonus_raw, bonus = self._minibatch_advantage(data, idx, is_weight)
         mb_task = None if data.task is None else data.task[idx]
         z_mb = self.model.encode(data.obs[idx], mb_task)
         policy = self._actor_loss(data, idx, mb_task, z_mb, adv, old_model, actor, first)
+        policy.bonus_raw, policy.bonus = bonus_raw, bonus
         value_loss = self.model.twohot.loss(self.model.value_logits(z_mb, mb_task), data.returns[idx]).mean()
         return policy, value_loss
 
     def _minibatch_advantage(
         self, data: _UpdateData, idx: torch.Tensor, is_weight: torch.Tensor | None
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """The minibatch's advantages: normalised, with the bonus (after, if so configured), weighted.
 
         :param data: the update's advantages and bonus
         :param idx: (M,) the minibatch's rows
         :param is_weight: (N,) importance weights, or None
-        :return: (M,) advantages for the clipped objective
+        :return: (M,) advantages for the clipped objective; with the bonus after the normalisation also
+            the minibatch's unclipped bonus and the bonus added (clipped against the normalised
+            advantage), else None and None
         """
         cfg = self.cfg
         adv = data.adv_hat[idx]
         if cfg.ppo.normalize_advantage and len(idx) > 1:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        raw = bonus = None
         if not cfg.bonus.before_adv_norm:
-            adv = adv + data.bonus[idx]
+            raw = data.bonus[idx]
+            bonus = clip_bonus(raw, adv, cfg.bonus.clip_factor)
+            adv = apply_bonus(adv, bonus)
         if is_weight is not None:
             adv = adv * is_weight[idx]
-        return adv
+        return adv, raw, bonus
 
     def _actor_loss(
         self,
@@ -485,12 +496,14 @@ class M3POAgent:
         """
         cfg = self.cfg
         with torch.no_grad():
-            z_old_mb = old_model.encode(data.obs[idx], mb_task)
-            mb_old_log_prob = old_model.dist(z_old_mb, mb_task).log_prob(data.actions[idx])
-        # "collected": the encoder keeps learning from the model losses, but the actor's input stays what
-        # it was at collection, so the ratio moves only with the actor's weights.
-        actor_z = z_old_mb if cfg.ppo.actor_latent == "collected" else z_mb
-        dist = self.model.dist(actor_z, mb_task)
+            old_input = old_model.policy_input(old_model.encode(data.obs[idx], mb_task), mb_task)
+            mb_old_log_prob = old_model.dist_at(old_input, mb_task).log_prob(data.actions[idx])
+        # "collected": the encoder and task embedding keep learning from the model losses, but the actor's
+        # input stays what it was at collection, so the ratio moves only with the actor's weights.
+        if cfg.ppo.actor_latent == "collected":
+            dist = self.model.dist_at(old_input, mb_task)
+        else:
+            dist = self.model.dist(z_mb, mb_task)
         log_prob = dist.log_prob(data.actions[idx])
         log_ratio = (log_prob - mb_old_log_prob).clamp(-cfg.ppo.log_ratio_clamp, cfg.ppo.log_ratio_clamp)
         if first:
@@ -587,6 +600,10 @@ class M3POAgent:
             "policy/log_std": dist.log_std.sum() / dist.real.sum(),
             "wm/grad_norm": model_grad_norm,
         }
+        if policy.bonus is not None:  # the bonus after the normalisation: its clips act per minibatch
+            values["bonus/bonus_mean"] = policy.bonus.mean()
+            values["bonus/bonus_std"] = policy.bonus.std(correction=0)
+            values["bonus/clipped_share"] = (policy.bonus != policy.bonus_raw).float().mean()
         # One stacked transfer (one device sync) instead of one .item() per value: the same floats.
         return dict(zip(values, torch.stack([v.float() for v in values.values()]).tolist(), strict=True))
 
@@ -636,16 +653,17 @@ class M3POAgent:
         """How far one update moved the prior at the batch's executed actions, split by cause.
 
         Approx-KL estimates ``mean((r - 1) - log r)`` over the whole batch (PPO's approx-KL estimator):
-        ``ppo/update_kl`` the whole change (new actor on the new encoder's latent against the policy at
-        collection), ``ppo/update_kl_actor`` the actor's own (both on the collection-time latent) and
-        ``ppo/update_kl_encoder`` the encoder's (the new actor on the new against the old latent).
-        PPO's clip only sees the part its ratio contains.
+        ``ppo/update_kl`` the whole change (new actor on the new encoder's latent and task embedding
+        against the policy at collection), ``ppo/update_kl_actor`` the actor's own (both on the
+        collection-time latent and task embedding) and ``ppo/update_kl_encoder`` its input's (the new
+        actor on the new against the old latent and task embedding). PPO's clip only sees the part its
+        ratio contains.
         """
-        z_old = old_model.encode(obs, task)
-        z_new = self.model.encode(obs, task)
-        log_prob_collected = old_model.dist(z_old, task).log_prob(actions)
-        log_prob_actor = self.model.dist(z_old, task).log_prob(actions)
-        log_prob_new = self.model.dist(z_new, task).log_prob(actions)
+        x_old = old_model.policy_input(old_model.encode(obs, task), task)
+        x_new = self.model.policy_input(self.model.encode(obs, task), task)
+        log_prob_collected = old_model.dist_at(x_old, task).log_prob(actions)
+        log_prob_actor = self.model.dist_at(x_old, task).log_prob(actions)
+        log_prob_new = self.model.dist_at(x_new, task).log_prob(actions)
 
         def approx_kl(log_ratio: torch.Tensor) -> float:
             log_ratio = log_ratio.clamp(-self.cfg.ppo.log_ratio_clamp, self.cfg.ppo.log_ratio_clamp)

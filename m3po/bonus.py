@@ -82,6 +82,70 @@ def _group_mean_std(eps: Tensor, task_ids: Tensor | None) -> tuple[Tensor, Tenso
 
 
 @torch.no_grad()
+def raw_bonus(
+    q_mf: Tensor,
+    q_mb: Tensor,
+    alpha: float,
+    cfg: BonusConfig,
+    task_ids: Tensor | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """The bonus before its clips, ``alpha (eps - mean(eps))`` (divided by std with ``scale="std"``).
+
+    With ``cfg.per_task`` and ``task_ids`` given, centring (and scaling) uses each task's own mean (and
+    std), since epsilon scales with each task's rewards; otherwise the batch's.
+
+    :param q_mf: model-free one-step returns, (N,)
+    :param q_mb: model-based one-step returns, (N,)
+    :param alpha: bonus weight (see :func:`alpha_at`); 0 returns exact zeros
+    :param cfg: bonus settings (``scale``, ``per_task``)
+    :param task_ids: task index per transition, (N,); None: one task
+    :return: the unclipped bonus, (N,), and stats ``eps_mean``, ``eps_std`` (over the whole batch), ``alpha``
+    """
+    if cfg.scale not in ("none", "std"):
+        raise ValueError(f"bonus.scale={cfg.scale!r} is not valid; choose one of: none, std")
+    eps = (q_mf - q_mb).abs()
+    stats = {"eps_mean": eps.mean().item(), "eps_std": eps.std(correction=0).item(), "alpha": float(alpha)}
+    if alpha == 0:
+        # Not alpha * centred: a non-finite epsilon (a diverged model) would turn 0 * inf into NaN, and
+        # the no-bonus ablation must be exactly PPO with planning.
+        return torch.zeros_like(eps), stats
+    mean, std = _group_mean_std(eps, task_ids if cfg.per_task else None)
+    centred = eps - mean
+    if cfg.scale == "std":
+        centred = centred / torch.where(std > _MIN_STD, std, torch.ones_like(std))
+    return alpha * centred, stats
+
+
+@torch.no_grad()
+def clip_bonus(raw: Tensor, advantages: Tensor, clip_factor: float) -> Tensor:
+    """The two clips of the spec, against the advantages the bonus is added to.
+
+    ``b = clip(raw, -c|A|, +c|A|)``, then clamped so that A + b never has the opposite sign of A:
+    b >= -A where A > 0, b <= -A where A < 0 (A + b may reach 0); where A = 0 the ``c|A|`` clip already
+    forces b = 0. So |b| <= c|A| and sign(A + b) is never -sign(A), for whichever A is passed: the raw
+    advantages (bonus before PPO's normalisation) or a minibatch's normalised ones (after it).
+
+    :param raw: the unclipped bonus (:func:`raw_bonus`), (N,)
+    :param advantages: the advantages A it will be added to, (N,)
+    :param clip_factor: c
+    :return: the clipped bonus, (N,)
+    """
+    bound = clip_factor * advantages.abs()
+    bonus = torch.minimum(torch.maximum(raw, -bound), bound)
+    bonus = torch.where(advantages > 0, torch.maximum(bonus, -advantages), bonus)
+    return torch.where(advantages < 0, torch.minimum(bonus, -advantages), bonus)
+
+
+def clip_stats(raw: Tensor, bonus: Tensor) -> dict[str, float]:
+    """``bonus_mean``, ``bonus_std`` (after clipping) and ``clipped_share`` (elements either clip changed)."""
+    return {
+        "bonus_mean": bonus.mean().item(),
+        "bonus_std": bonus.std(correction=0).item(),
+        "clipped_share": (bonus != raw).to(bonus.dtype).mean().item(),
+    }
+
+
+@torch.no_grad()
 def exploration_bonus(
     q_mf: Tensor,
     q_mb: Tensor,
@@ -90,13 +154,8 @@ def exploration_bonus(
     cfg: BonusConfig,
     task_ids: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
-    """The clipped exploration bonus b of a flat batch, and its statistics for logging.
-
-    With ``cfg.per_task`` and ``task_ids`` given, centring (and ``cfg.scale == "std"`` scaling) uses each
-    task's own mean (and std), since epsilon scales with each task's rewards; otherwise the batch's.
-    After the ``c|A|`` clip (c = ``cfg.clip_factor``) the bonus is clamped so that A + b never has the
-    opposite sign of A: b >= -A where A > 0, b <= -A where A < 0 (A + b may reach 0); where A = 0 the
-    ``c|A|`` clip already forces b = 0.
+    """The clipped exploration bonus b of a flat batch (:func:`raw_bonus`, then :func:`clip_bonus`
+    against ``advantages``), and its statistics for logging.
 
     :param q_mf: model-free one-step returns, (N,)
     :param q_mb: model-based one-step returns, (N,)
@@ -108,34 +167,12 @@ def exploration_bonus(
         ``bonus_std`` (after clipping), ``clipped_share`` (share of elements changed by either clip),
         ``alpha``
     """
-    if cfg.scale not in ("none", "std"):
-        raise ValueError(f"bonus.scale={cfg.scale!r} is not valid; choose one of: none, std")
-    eps = (q_mf - q_mb).abs()
-    stats = {"eps_mean": eps.mean().item(), "eps_std": eps.std(correction=0).item(), "alpha": float(alpha)}
+    raw, stats = raw_bonus(q_mf, q_mb, alpha, cfg, task_ids)
     if alpha == 0:
-        # Not alpha * centred: a non-finite epsilon (a diverged model) would turn 0 * inf into NaN, and
-        # the no-bonus ablation must be exactly PPO with planning.
-        bonus = torch.zeros_like(advantages)
         stats.update(bonus_mean=0.0, bonus_std=0.0, clipped_share=0.0)
-        return bonus, stats
-
-    mean, std = _group_mean_std(eps, task_ids if cfg.per_task else None)
-    centred = eps - mean
-    if cfg.scale == "std":
-        centred = centred / torch.where(std > _MIN_STD, std, torch.ones_like(std))
-    raw = alpha * centred
-
-    bound = cfg.clip_factor * advantages.abs()
-    bonus = torch.minimum(torch.maximum(raw, -bound), bound)
-    # Sign clamp: A + b >= 0 where A > 0 and A + b <= 0 where A < 0.
-    bonus = torch.where(advantages > 0, torch.maximum(bonus, -advantages), bonus)
-    bonus = torch.where(advantages < 0, torch.minimum(bonus, -advantages), bonus)
-
-    stats.update(
-        bonus_mean=bonus.mean().item(),
-        bonus_std=bonus.std(correction=0).item(),
-        clipped_share=(bonus != raw).to(eps.dtype).mean().item(),
-    )
+        return raw, stats
+    bonus = clip_bonus(raw, advantages, cfg.clip_factor)
+    stats.update(clip_stats(raw, bonus))
     return bonus, stats
 
 

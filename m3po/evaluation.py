@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from m3po.envs import make_vec_env
+from m3po.rng import drawing_from
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never reuse a training seed
 # (observations (n, obs_dim) float32, task ids (n,) int64) -> actions (n, act_dim), deterministic
@@ -102,7 +103,13 @@ def evaluate_planning_agent(
     """:func:`evaluate` for an agent with ``act(obs, task_ids, eval_mode, plan)`` and a planner warm start
     (M3PO, TD-MPC2): every evaluation round starts without a warm start, and training's is kept aside.
 
-    :param agent: the agent (``act`` returns an object with ``action``; ``swap_warm_start`` as M3PO's)
+    The planner's noise (and TD-MPC2's choice of Q heads) in evaluation comes from the agent's
+    ``generator`` seeded from (seed, step) alone (:func:`m3po.rng.drawing_from`), and the generator is
+    left where training had it: so evaluations at the same step are paired across runs of the same
+    seed, and training never depends on ``eval_every`` or ``eval_episodes``.
+
+    :param agent: the agent (``act`` returns an object with ``action``; ``swap_warm_start`` as M3PO's;
+        ``generator``, the torch generator it acts with)
     :param plan: act with the planner (False: the prior's mode alone)
     :return: the evaluation rows, as :func:`evaluate`'s
     """
@@ -113,8 +120,9 @@ def evaluate_planning_agent(
 
     saved_plan = agent.swap_warm_start(None)
     try:
-        return evaluate(
-            policy, tasks, seed, step, episodes, on_round_start=lambda: agent.swap_warm_start(None)
-        )
+        with drawing_from(agent.generator, episode_seed(seed + EVAL_SEED_OFFSET, step)):
+            return evaluate(
+                policy, tasks, seed, step, episodes, on_round_start=lambda: agent.swap_warm_start(None)
+            )
     finally:
         agent.swap_warm_start(saved_plan)

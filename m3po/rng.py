@@ -9,6 +9,8 @@ through :func:`restore_state`, which also takes a tensor on any device (checkpoi
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -47,3 +49,20 @@ def set_global_rng_state(checkpoint: dict[str, Any]) -> None:
     torch.set_rng_state(restore_state(checkpoint["torch_rng"]))
     if checkpoint.get("cuda_rng") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([restore_state(s) for s in checkpoint["cuda_rng"]])
+
+
+@contextlib.contextmanager
+def drawing_from(generator: torch.Generator, seed: int) -> Iterator[None]:
+    """Inside the block ``generator`` draws from a stream seeded ``seed``; after it, it is exactly where it
+    was before. So the block's draws (an evaluation's planner noise) are a function of ``seed`` alone,
+    and the draws outside it (training's) do not depend on whether, or how much, the block ran.
+
+    :param generator: a CPU or CUDA generator (objects holding it keep working)
+    :param seed: the block's seed
+    """
+    saved = generator.get_state()
+    generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        generator.set_state(saved)

@@ -3,9 +3,11 @@
 No decoder: nothing reconstructs observations. All components take the task embedding in
 multi-task runs. Design choices (see ``shared/spec/m3po-algorithm.md``):
 
-- one encoder serves dynamics, reward, value and policy; the encoder learns from the world-model
-  losses and the value loss, while the policy reads a detached latent (as TD-MPC2's policy does), so
-  PPO's actor gradients cannot reshape the latent space the planner relies on;
+- one encoder serves dynamics, reward, value and policy; the encoder and the task embeddings learn
+  from the world-model losses and the value loss, while the policy reads a detached latent and a
+  detached task embedding, so PPO's actor and entropy gradients cannot reshape the latent space the
+  planner relies on (TD-MPC2's policy reads a detached latent too, but its loss's gradient reaches the
+  task embedding; our TD-MPC2 baseline keeps that, see ``docs/tdmpc2.md``);
 - reward and value are discrete (two-hot over symlog bins) regressions, robust to the very
   different reward scales of the 80 tasks.
 """
@@ -139,18 +141,29 @@ class WorldModel(nn.Module):
         """On-policy state value (B, 1)."""
         return self.twohot.decode(self.value_logits(z, task))
 
+    def policy_input(self, z: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        """The actor's input at latents ``z``: the latent and the task embedding, both detached, so that
+        neither PPO's actor nor its entropy term shapes the latent space or the task embeddings the
+        planner relies on; only the model's losses (and the critic's, through the encoder) do."""
+        return self._with_task(z, task).detach()
+
     def dist(self, z: torch.Tensor, task: torch.Tensor | None) -> TanhGaussian:
-        """The policy prior at latents ``z`` (detached: the actor does not shape the latent)."""
-        out = self._pi(self._with_task(z.detach(), task))
+        """The policy prior at latents ``z`` (through :meth:`policy_input`)."""
+        return self.dist_at(self.policy_input(z, task), task)
+
+    def dist_at(self, x: torch.Tensor, task: torch.Tensor | None) -> TanhGaussian:
+        """The policy prior at an actor input ``x`` (B, latent + task dim), as :meth:`policy_input` makes
+        it; e.g. another model's (pi_old's), to tell the actor's own change from its input's."""
+        out = self._pi(x)
         if self._pi_log_std is None:
             mu, raw_log_std = out.chunk(2, dim=-1)
         else:
             mu = out
-            rows = torch.zeros(z.shape[0], dtype=torch.long, device=z.device) if task is None else task
+            rows = torch.zeros(x.shape[0], dtype=torch.long, device=x.device) if task is None else task
             raw_log_std = self._pi_log_std[rows]
         lo, hi = self.cfg.log_std_min, self.cfg.log_std_max
         log_std = lo + 0.5 * (hi - lo) * (torch.tanh(raw_log_std) + 1)
-        return TanhGaussian(mu, log_std, self.action_mask(task, z.shape[0]))
+        return TanhGaussian(mu, log_std, self.action_mask(task, x.shape[0]))
 
     def pi(
         self, z: torch.Tensor, task: torch.Tensor | None, generator: torch.Generator | None = None

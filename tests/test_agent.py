@@ -285,3 +285,54 @@ def test_both_agents_act_with_the_one_act_output():
         assert type(out) is ActOutput and out.action.shape == (2, env.act_dim) and bool(out.stats) == plan
         assert out.log_prob is None and out.behaviour_log_prob is None and out.value is None
     env.close()
+
+
+def test_bonus_after_the_normalisation_keeps_both_guarantees_on_the_advantage_it_joins():
+    # bonus.before_adv_norm=False: the bonus is clipped against each minibatch's normalised advantage,
+    # the one it is added to, so |b| <= c|A_norm| and A_norm + b never flips A_norm's sign.
+    env = make_vec_env("cartpole-swingup", num_envs=2, seed=2)
+    cfg, agent = make_agent(env, bonus={"alpha0": 5.0, "scale": "std", "before_adv_norm": False})
+    batch = collect(agent, env, 8)
+    data = agent._advantages_and_bonus(batch, step=0)
+    idx = torch.arange(16)
+    adv, raw, bonus = agent._minibatch_advantage(data, idx, None)
+    norm = data.adv_hat[idx]
+    norm = (norm - norm.mean()) / (norm.std() + 1e-8)
+    assert (raw != bonus).any()  # a weight this large must be clipped somewhere
+    assert (bonus.abs() <= cfg.bonus.clip_factor * norm.abs() + 1e-6).all()
+    assert (adv * norm >= 0).all()
+    torch.testing.assert_close(adv, norm + bonus)
+    stats = agent.update(batch, step=0)
+    assert 0 < stats["bonus/clipped_share"] <= 1
+    env.close()
+
+
+def test_actor_and_entropy_gradients_do_not_reach_the_task_embedding():
+    env = make_vec_env(["cartpole-swingup", "reacher-easy"], num_envs=2, seed=1)
+    _, agent = make_agent(env)
+    obs = torch.as_tensor(env.reset(seed=0)[0])
+    task = torch.as_tensor(env.task_ids)
+    dist = agent.model.dist(agent.model.encode(obs, task), task)
+    action = dist.sample(agent.generator)
+    (dist.log_prob(action).mean() + dist.entropy_estimate(agent.generator).mean()).backward()
+    assert agent.model._task_emb.weight.grad is None
+    assert agent.model._encoder[0].weight.grad is None
+    assert all(p.grad is not None for p in agent.model.actor_parameters())
+    env.close()
+
+
+def test_update_kl_actor_counts_only_the_actor_weights():
+    # A change of the task embedding alone (the model losses' doing) moves the policy's input, not the
+    # actor: it counts in update_kl_encoder, and update_kl_actor stays exactly 0.
+    env = make_vec_env(["cartpole-swingup", "reacher-easy"], num_envs=2, seed=1)
+    _, agent = make_agent(env)
+    obs = torch.as_tensor(env.reset(seed=0)[0]).repeat(4, 1)
+    task = torch.as_tensor(env.task_ids).repeat(4)
+    old = copy.deepcopy(agent.model).requires_grad_(False)
+    actions = old.dist(old.encode(obs, task), task).mode()
+    with torch.no_grad():
+        agent.model._task_emb.weight.mul_(-0.5)
+    drift = agent._policy_drift(old, obs, actions, task)
+    assert drift["ppo/update_kl_actor"] == 0.0
+    assert drift["ppo/update_kl_encoder"] > 0
+    env.close()

@@ -187,3 +187,15 @@ def test_on_cuda():
     )
     assert cuda.device.type == "cuda"
     torch.testing.assert_close(cuda.cpu(), cpu)
+
+
+def test_drawing_from_a_seeded_stream_leaves_the_generator_where_it_was():
+    from m3po.rng import drawing_from
+
+    gen, twin = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    with drawing_from(gen, 7):
+        inside = torch.rand(3, generator=gen)
+    with drawing_from(gen, 7):
+        again = torch.rand(5, generator=gen)[:3]
+    assert torch.equal(inside, again)  # the block's draws depend on its seed alone
+    assert torch.equal(torch.rand(4, generator=gen), torch.rand(4, generator=twin))  # outside: untouched

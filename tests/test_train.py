@@ -142,3 +142,19 @@ def test_unwritable_run_directory_fails_before_training(tmp_path):
     target.write_text("not a directory")
     with pytest.raises((RunDirectoryError, OSError)):
         Trainer(small_config(), target / "run", progress=False).run()
+
+
+def test_training_does_not_depend_on_the_evaluation_schedule(tmp_path):
+    # Evaluation's planner noise is drawn from its own (seed, step) stream, so how often and how long a
+    # run evaluates leaves its training exactly as it is; the evaluations at a step are paired across runs.
+    planner = {"exec_noise": 0.3}
+    Trainer(
+        small_config(eval_every=0, eval_episodes=1, planner=planner), tmp_path / "a", progress=False
+    ).run()
+    Trainer(
+        small_config(eval_every=32, eval_episodes=2, planner=planner), tmp_path / "b", progress=False
+    ).run()
+    a, b = (without_time(rows(tmp_path / d / "train.jsonl")) for d in "ab")
+    assert a == b
+    torch.testing.assert_close(weights(tmp_path / "a"), weights(tmp_path / "b"), rtol=0, atol=0)
+    assert len(rows(tmp_path / "b" / "eval.jsonl")) > len(rows(tmp_path / "a" / "eval.jsonl"))
