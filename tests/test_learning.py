@@ -82,12 +82,87 @@ def test_the_command_line_passes_its_flags_and_the_old_defaults(monkeypatch, cap
     assert main(["bench", "learning"]) == 0
     assert json.loads(capsys.readouterr().out) == {"ok": True}
     assert calls.pop() == {
-        "steps": 100_000, "seeds": 3, "jobs": 2, "alpha0_zero": False, "tasks": learning.TASKS,
-        "overrides": (), "name": "default", "algo": "m3po",
+        "steps": None, "seeds": 3, "jobs": 2, "alpha0_zero": False, "task_set": "bar", "tasks": None,
+        "overrides": (), "name": "default", "algo": "m3po", "with_ppo": False,
     }  # fmt: skip
+    assert learning.TASK_SETS["bar"].tasks == learning.TASKS and learning.TASK_SETS["bar"].steps == 100_000
     argv = ["--steps", "512", "--tasks", "reacher-easy", "--set", "a=1", "--set", "b=2", "--alpha0-zero"]
     assert main(["bench", "learning", *argv, "--variant-name", "v", "--algo", "ppo"]) == 0
     assert calls.pop() == {
-        "steps": 512, "seeds": 3, "jobs": 2, "alpha0_zero": True, "tasks": ("reacher-easy",),
-        "overrides": ("a=1", "b=2"), "name": "v", "algo": "ppo",
+        "steps": 512, "seeds": 3, "jobs": 2, "alpha0_zero": True, "task_set": "bar",
+        "tasks": ("reacher-easy",), "overrides": ("a=1", "b=2"), "name": "v", "algo": "ppo",
+        "with_ppo": False,
     }  # fmt: skip
+    assert main(["bench", "learning", "--task-set", "broad", "--with-ppo"]) == 0
+    assert calls.pop()["task_set"] == "broad"
+
+
+def test_the_broad_bar_spans_both_suites():
+    from m3po.envs.registry import suite_tasks
+    from suite.bench.learning import TASK_SETS
+
+    broad = TASK_SETS["broad"]
+    dmc = [t for t in broad.tasks if t in suite_tasks("dmc39")]
+    mw = [t for t in broad.tasks if t in suite_tasks("mw50")]
+    assert len(dmc) >= 8 and len(mw) >= 4 and len(dmc) + len(mw) == len(broad.tasks)
+    assert {"walker-walk", "cheetah-run", "cup-catch", "finger-spin", *TASK_SETS["bar"].tasks} <= set(dmc)
+    assert len({t.split("-")[0] for t in dmc}) >= 5  # across domains
+    assert broad.steps == 500_000 and broad.at == (100_000, 500_000)
+
+
+def test_published_figures_are_read_at_their_row_2n():
+    # The TD-MPC2 authors' CSVs count environment steps: our agent step N is their row 2N.
+    from analysis.aggregate import load_published
+    from suite.bench.learning import published_at
+
+    table = load_published()
+    sac = table[(table["algo"] == "sac") & (table["task"] == "walker-stand")]
+    assert (sac["env_step"] == 2 * sac["step"]).all()
+    by_env_step = {int(k): sorted(v["seed"]) for k, v in sac.groupby("env_step")}
+    row = sac[sac["env_step"] == 200_000].sort_values("seed")["score"].round(1).tolist()
+    assert published_at("sac", ("walker-stand",), 100_000) == {"walker-stand": row}
+    assert row == [941.9, 931.6, 342.7]  # the fidelity benchmark's figures for the same row
+    assert by_env_step[100_000] and sac[sac["env_step"] == 100_000]["score"].round(1).tolist() != row
+    mw = published_at("tdmpc2", ("mw-reach", "mw-push"), 500_000)
+    assert set(mw) == {"mw-reach", "mw-push"} and all(0 <= s <= 100 for v in mw.values() for s in v)
+
+
+def _fake_run(run_dir, task, scores, clip):
+    run_dir.mkdir(parents=True)
+    evals = [{"step": step, "task": task, "score": score} for step, score in scores.items()]
+    (run_dir / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evals))
+    (run_dir / "train.jsonl").write_text(json.dumps({"ppo/clip_fraction": clip}) + "\n")
+
+
+def test_the_broad_bar_json_has_per_task_iqm_published_and_goals(tmp_path, monkeypatch):
+    from suite.bench import learning
+
+    tasks = ("walker-walk", "mw-reach")
+    monkeypatch.setattr(learning, "_run_one", lambda *args: None)  # the runs are written here instead
+    for variant, base in (("default", 600.0), (learning.PPO_VARIANT, 200.0)):
+        for task in tasks:
+            for seed in (1, 2, 3):
+                scale = 1.0 if task.startswith("mw-") else 10.0  # success % against return
+                at = {0: 0.0, 100_000: base / 20 * scale + seed, 500_000: base / 10 * scale + seed}
+                _fake_run(tmp_path / variant / task / f"seed{seed}", task, at, 0.2)
+    out = learning.run(task_set="broad", tasks=tasks, with_ppo=True, root=str(tmp_path))
+    assert out["task_set"] == "broad" and out["at"] == [100_000, 500_000] and out["steps"] == 500_000
+    walker = out["default"]["walker-walk"]
+    assert walker["seeds"] == [601.0, 602.0, 603.0] and walker["by_step"]["100000"]["seeds"] == [
+        301.0,
+        302.0,
+        303.0,
+    ]
+    for name in ("default", learning.PPO_VARIANT, "published-sac", "published-dreamerv3", "published-tdmpc2"):
+        for step in ("100000", "500000"):
+            entry = out["iqm"][name][step]
+            assert entry["low"] <= entry["iqm"] <= entry["high"] and entry["tasks"] == 2
+            # ours 3 seeds; a published algorithm has fewer where a seed ended early (DreamerV3's mw-reach)
+            assert entry["seeds"] == 3 or (name.startswith("published-") and entry["seeds"] >= 2)
+    # normalised (return / 10, success %): 60.1-60.3 and 61-63; the IQM drops one of six at each end
+    assert out["iqm"]["default"]["500000"]["iqm"] == 60.88
+    assert set(out["published"]["sac"]["500000"]) == set(tasks)
+    assert out["goals"]["above_sb3_ppo_intervals_apart"] is True
+    assert isinstance(out["goals"]["at_or_above_published_sac_at_500000"], bool)
+    with pytest.raises(RunDirectoryError, match=r"no evaluation at agent step\(s\) \[250000\]"):
+        learning.run(task_set="broad", steps=250_000, tasks=tasks, root=str(tmp_path))
