@@ -119,3 +119,13 @@ def test_vector_env_shares_models_and_matches_unshared():
     for a, b, c in zip(unshared, rollout(True, "sync"), rollout(True, "async"), strict=True):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_bench_scale_figures_say_what_they_measured(share):
+    from suite.bench.envs import scale_figures
+
+    figures = scale_figures("cartpole-swingup,mw-reach", 4, steps=2, share_models=share)
+    assert figures["share_models"] is share and figures["mode"] == "async" and figures["num_envs"] == 4
+    assert "proportional set size" in figures["measured"]
+    assert figures["memory_mib"] > 0 and figures["startup_s"] > 0 and figures["agent_sps"] > 0

@@ -69,13 +69,19 @@ def _pss_mib(pid: int) -> float:
     raise RuntimeError(f"no Pss line for pid {pid}")
 
 
-def scale_figures(tasks: str, num_envs: int, steps: int) -> dict[str, Any]:
-    """Start-up time, memory per env and stepping rate of a large async multi-task vector env."""
+def scale_figures(tasks: str, num_envs: int, steps: int, share_models: bool = True) -> dict[str, Any]:
+    """Start-up time, memory per env and stepping rate of a large async multi-task vector env.
+
+    :param share_models: the vector env's default (one compiled model per MuJoCo model, see
+        ``m3po.envs.shared``); ``False`` compiles one per env, as before issue 16 (about 18 MiB per
+        ``mt80`` env: 18 GiB for 1024)
+    """
     from m3po.envs import make_vec_env
 
+    load = os.getloadavg()[0]
     base = _pss_mib(os.getpid())
     start = time.perf_counter()
-    env = make_vec_env(tasks, num_envs, seed=0, mode="async")
+    env = make_vec_env(tasks, num_envs, seed=0, mode="async", share_models=share_models)
     startup = time.perf_counter() - start
     try:
         env.reset()
@@ -88,22 +94,37 @@ def scale_figures(tasks: str, num_envs: int, steps: int) -> dict[str, Any]:
     finally:
         env.close()
     return {
+        "measured": (
+            "make_vec_env(tasks, num_envs, mode='async') in this process: startup_s is its wall clock; "
+            "memory_mib the proportional set size (shared pages split among the processes mapping "
+            "them) after reset, this process's growth plus every worker's; agent_sps over "
+            f"{steps} steps with zero actions"
+        ),
         "tasks": tasks,
         "num_envs": num_envs,
+        "mode": "async",
+        "share_models": share_models,
         "workers": len(env._procs),
+        "cpus": os.cpu_count(),
+        "load_average_1m": round(load, 2),
         "startup_s": round(startup, 2),
         "memory_mib": round(total, 1),
         "memory_per_env_mib": round(total / num_envs, 2),
         "agent_sps": round(rate, 1),
+        "target_memory_mib": 8192,
+        "target_startup_s": 40,
     }
 
 
-def run(seconds: float = 3.0, scale_envs: int = 1024, scale_tasks: str = "mt80") -> dict[str, Any]:
+def run(
+    seconds: float = 3.0, scale_envs: int = 1024, scale_tasks: str = "mt80", scale_unshared: bool = False
+) -> dict[str, Any]:
     """Measure everything; see the module docstring.
 
     :param seconds: measuring time per configuration
     :param scale_envs: envs of the start-up/memory measurement (0 skips it)
     :param scale_tasks: task set of that measurement
+    :param scale_unshared: also measure it with one compiled model per env (the old way)
     """
     raw = raw_physics_rate(seconds)
     figures: dict[str, Any] = {"task": TASK, "raw_physics_sps": round(raw, 1), "vec": {}}
@@ -119,6 +140,8 @@ def run(seconds: float = 3.0, scale_envs: int = 1024, scale_tasks: str = "mt80")
     figures["target_sync16_over_raw"] = 0.8
     if scale_envs:
         figures["scale"] = scale_figures(scale_tasks, scale_envs, steps=20)
+        if scale_unshared:
+            figures["scale_unshared"] = scale_figures(scale_tasks, scale_envs, steps=20, share_models=False)
     return figures
 
 
@@ -128,7 +151,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scale-envs", type=at_least(int), default=1024, help="envs of the start-up/memory test (0: skip)"
     )
     parser.add_argument("--scale-tasks", default="mt80", help="task set of the start-up/memory test")
+    parser.add_argument(
+        "--scale-unshared",
+        action="store_true",
+        help="repeat it with one compiled model per env, as before (1024 mt80 envs: about 18 GiB)",
+    )
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
-    return run(seconds=args.seconds, scale_envs=args.scale_envs, scale_tasks=args.scale_tasks)
+    return run(
+        seconds=args.seconds,
+        scale_envs=args.scale_envs,
+        scale_tasks=args.scale_tasks,
+        scale_unshared=args.scale_unshared,
+    )
