@@ -15,10 +15,11 @@ success %) with its 95% stratified-bootstrap interval (``analysis.stats``), and 
 authors' published SAC, DreamerV3 and TD-MPC2 on the same tasks (their CSVs count environment steps:
 agent step N is their row 2N); under ``published``, their per-task seeds; under ``goals``, the broad
 bar's two goals where the runs to judge them exist. ``--with-ppo`` adds stable-baselines3's PPO
-(rl-baselines3-zoo's settings) as the variant ``sb3-ppo``; ``--alpha0-zero`` adds the same runs without
-the exploration bonus. ``--set KEY=VALUE`` (repeatable) trains a variant of the default config, stored
-under ``--variant-name``; ``--tasks`` picks a subset of the set's tasks (screening); ``--algo`` trains
-another registered algorithm in place of M3PO.
+(rl-baselines3-zoo's settings) as the variant ``sb3-ppo`` (``{name}-sb3-ppo`` beside a
+``--variant-name``); ``--alpha0-zero`` adds the same runs without the exploration bonus. ``--set
+KEY=VALUE`` (repeatable) trains a variant of the default config, stored under ``--variant-name``;
+``--tasks`` picks a subset of the set's tasks (screening); ``--algo`` trains another registered
+algorithm in place of M3PO.
 Runs live in ``results/bench/learning/{name}/{task}/seed{seed}`` (``{name}-alpha0=0`` without the
 bonus); a finished run is read, not retrained, so an interrupted benchmark continues where it stopped.
 """
@@ -186,11 +187,12 @@ def _published(tasks: tuple[str, ...], at: tuple[int, ...]) -> tuple[dict[str, A
     return seeds, iqms
 
 
-def _goals(iqm: dict[str, Any], variant: str, at: tuple[int, ...]) -> dict[str, Any]:
-    """The broad bar's goals for ``variant``: above SB3 PPO's IQM with intervals apart at every step read,
-    and at or above the published SAC's IQM at the last; None where the runs to judge it are missing."""
+def _goals(iqm: dict[str, Any], variant: str, ppo_variant: str, at: tuple[int, ...]) -> dict[str, Any]:
+    """The broad bar's goals for ``variant``: above SB3 PPO's IQM (``ppo_variant``'s runs) with intervals
+    apart at every step read, and at or above the published SAC's IQM at the last; None where the runs
+    to judge it are missing."""
     ours = iqm[variant]
-    ppo = iqm.get(PPO_VARIANT)
+    ppo = iqm.get(ppo_variant)
     beats_ppo = (
         None
         if ppo is None
@@ -239,8 +241,9 @@ def run(
     variants = {name: list(overrides)}
     if alpha0_zero:
         variants[f"{name}-alpha0=0" if name != "default" else "alpha0=0"] = [*overrides, *NO_BONUS]
+    ppo = PPO_VARIANT if name == "default" else f"{name}-{PPO_VARIANT}"
     if with_ppo:
-        variants[PPO_VARIANT] = ["algo=ppo"]
+        variants[ppo] = ["algo=ppo"]
     plan = [
         (Path(root) / variant / task / f"seed{seed}", task, seed, extra)
         for variant, extra in variants.items()
@@ -278,7 +281,7 @@ def run(
         }
     figures["published"], published_iqm = _published(tasks, at)
     figures["iqm"] = {**iqm, **published_iqm}
-    figures["goals"] = _goals(figures["iqm"], name, at)
+    figures["goals"] = _goals(figures["iqm"], name, ppo, at)
     return figures
 
 
