@@ -9,7 +9,10 @@ A run lives in its own directory (deterministic: no shared counters between conc
 
     run_dir/
       config.json        {"algo": ..., **resolved config} (a resume with a different config is refused)
-      status.json        running | finished | failed | interrupted, step, steps_total, attempts, error
+      status.json        running | finished | failed | interrupted, step, steps_total, attempts, error;
+                         each attempt: start, resumed-from step, host, SLURM job, and ``compute``: CPU
+                         model and flags, torch's kernel capability and threads, numpy's SIMD
+                         features, the settings in force, portable mode (m3po/portable.py)
       eval.jsonl         one line per evaluation and task: step, task, return, success, score,
                          episodes, score_mean (mean score over the run's tasks at that step)
       train.jsonl        one line per update (or logging interval): step, the algorithm's metrics,
