@@ -124,7 +124,8 @@ def run(
     :param seconds: measuring time per configuration
     :param scale_envs: envs of the start-up/memory measurement (0 skips it)
     :param scale_tasks: task set of that measurement
-    :param scale_unshared: also measure it with one compiled model per env (the old way)
+    :param scale_unshared: also measure it with one compiled model per env (the old way; 1024 mt80
+        envs take about 18 GiB). Not a command-line flag: ``run(scale_unshared=True)``
     """
     raw = raw_physics_rate(seconds)
     figures: dict[str, Any] = {"task": TASK, "raw_physics_sps": round(raw, 1), "vec": {}}
@@ -151,11 +152,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scale-envs", type=at_least(int), default=1024, help="envs of the start-up/memory test (0: skip)"
     )
     parser.add_argument("--scale-tasks", default="mt80", help="task set of the start-up/memory test")
-    parser.add_argument(
-        "--scale-unshared",
-        action="store_true",
-        help="repeat it with one compiled model per env, as before (1024 mt80 envs: about 18 GiB)",
-    )
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -163,5 +159,4 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         seconds=args.seconds,
         scale_envs=args.scale_envs,
         scale_tasks=args.scale_tasks,
-        scale_unshared=args.scale_unshared,
     )
