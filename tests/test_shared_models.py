@@ -121,6 +121,29 @@ def test_vector_env_shares_models_and_matches_unshared():
         np.testing.assert_array_equal(a, c)
 
 
+@pytest.mark.parametrize(
+    "tasks",
+    [
+        ["reacher-easy", "reacher-hard", "walker-walk", "walker-run"],  # one dm_control model per pair
+        ["mw-coffee-button", "mw-coffee-pull", "mw-coffee-push"],  # one Meta-World model
+        ["mw-door-lock", "mw-door-unlock"],
+    ],
+)
+def test_different_tasks_on_one_model_match_their_own_models(tasks):
+    def rollout(share):
+        with make_vec_env(tasks, num_envs=2 * len(tasks), seed=7, share_models=share) as env:
+            n_models = len({id(_model(e)) for e in env._shard.envs.envs})
+            obs, _ = env.reset()
+            rng = np.random.default_rng(2)
+            steps = [env.step(rng.uniform(-1, 1, (env.num_envs, env.act_dim))) for _ in range(20)]
+        return n_models, [obs] + [part for s in steps for part in (s[0], s[1], s[4]["success"])]
+
+    (shared_models, shared), (own_models, own) = rollout(True), rollout(False)
+    assert shared_models == (2 if tasks[0] == "reacher-easy" else 1) and own_models == 2 * len(tasks)
+    for a, b in zip(shared, own, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("share", [True, False])
 def test_bench_scale_figures_say_what_they_measured(share):
     from suite.bench.envs import scale_figures
