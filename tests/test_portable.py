@@ -39,7 +39,8 @@ OTHER_CPUS = ("AVX2", "SSE4_2")  # MKL's code paths on a CPU with AVX2 and on on
 
 
 def _env(mkl: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != portable.MARKER and k not in portable.FIXED}
+    """This environment without portable mode's settings (each run starts as a user's would)."""
+    env = {k: v for k, v in os.environ.items() if k not in portable.SETTINGS}
     env.update(MKL_ENABLE_INSTRUCTIONS=mkl, MUJOCO_GL="disable")
     return env
 
