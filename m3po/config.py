@@ -236,6 +236,8 @@ def build_config(cls: type, values: dict[str, Any], path: str = "") -> Any:
 def _coerce(name: str, value: Any, kind: type) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is bool and isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"  # Sacred reads `compile=true` as the string 'true'
     if kind is bool and not isinstance(value, bool):
         raise ConfigError(f"{name} must be true or false, got {value!r}")
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):

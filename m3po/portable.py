@@ -65,8 +65,9 @@ SETTINGS = (
 
 
 def asked(words: Sequence[str]) -> bool:
-    """Whether ``m3po train`` words ask for portable mode (``portable=True``, as Sacred reads a bool)."""
-    return any(w.replace(" ", "") == "portable=True" for w in words)
+    """Whether ``m3po train`` words ask for portable mode (``portable=True``; any case of ``true``, as
+    the config reads a bool)."""
+    return any(w.replace(" ", "").lower() == "portable=true" for w in words)
 
 
 def _numpy_dispatch() -> list[str] | None:

@@ -80,7 +80,8 @@ FLAGS = {
         "--steps", "--seeds", "--jobs", "--algos", "--tasks", "--compare-only", "--set", "--variant-name",
     },
     "learning": {
-        "--steps", "--seeds", "--jobs", "--alpha0-zero", "--tasks", "--set", "--variant-name", "--algo",
+        "--task-set", "--steps", "--seeds", "--jobs", "--alpha0-zero", "--with-ppo", "--tasks", "--set",
+        "--variant-name", "--algo",
     },
     "gpu": {"--device", "--envs", "--algos"},
     "planner": set(),

@@ -53,6 +53,7 @@ def test_every_field_is_commented():
         ({"bonus": {"schedule": "exp"}}, "linear, constant, cosine"),
         ({"planner": {"num_elites": 10_000}}, "num_elites"),
         ({"ppo": {"normalize_advantage": 1}}, "true or false"),
+        ({"compile": "yes"}, "true or false"),
     ],
 )
 def test_bad_values_are_named(updates, match):
@@ -103,3 +104,9 @@ def test_the_run_records_runtime_keys_are_the_runtime_marked_fields():
 
     assert RUNTIME_FIELDS == RUNTIME_KEYS == {"threads", "device", "vec_mode", "tensorboard"}
     assert RUNTIME_FIELDS <= {f.name for f in dataclasses.fields(RunConfig)}
+
+
+def test_true_and_false_in_any_case_are_bools():
+    # Sacred reads `compile=true` as the string 'true'; the README writes it that way.
+    assert make_config("cpu", compile="true").compile is True
+    assert make_config("cpu", compile="False").compile is False

@@ -194,7 +194,7 @@ def test_a_resume_with_another_portable_value_is_refused(tmp_path) -> None:
 
 
 def test_the_environment_and_the_words_that_ask_for_it() -> None:
-    assert portable.asked(["task=walker-walk", "portable=True"])
+    assert portable.asked(["task=walker-walk", "portable=True"]) and portable.asked(["portable=true"])
     assert not portable.asked(["portable=False"]) and not portable.asked(["task=portable=True-ish"])
     env = portable.environment(
         {"GLIBC_TUNABLES": "glibc.malloc.check=3:glibc.cpu.hwcaps=-AVX512F",

@@ -33,7 +33,7 @@ def test_preset_values_keep_their_types():
     m3po, tdmpc2 = ALGORITHMS["m3po"], ALGORITHMS["tdmpc2"]
     assert m3po.presets["cpu"]["ppo"] == {"rollout_len": 256, "minibatch_size": 64}
     assert m3po.presets["paper"]["planner"]["num_samples"] == 512
-    assert tdmpc2.presets["paper"]["steps"] == 1_000_000
+    assert tdmpc2.presets["paper"]["steps"] == 2_000_000
     assert ALGORITHMS["dreamerv3"].presets["cpu"]["dreamer"]["replay_ratio"] == 0.125
     learning_rate = ALGORITHMS["sac"].presets["paper"]["sac"]["learning_rate"]
     assert learning_rate == 1e-4 and isinstance(learning_rate, float)
