@@ -145,7 +145,9 @@ def test_the_broad_bar_json_has_per_task_iqm_published_and_goals(tmp_path, monke
         for task in tasks:
             for seed in (1, 2, 3):
                 scale = 1.0 if task.startswith("mw-") else 10.0  # success % against return
-                at = {0: 0.0, 100_000: base / 20 * scale + seed, 500_000: base / 10 * scale + seed}
+                # M3PO's evaluations fall on iteration boundaries (100,352 for "100k")
+                first = 100_352 if variant == "default" else 100_000
+                at = {0: 0.0, first: base / 20 * scale + seed, 500_000: base / 10 * scale + seed}
                 _fake_run(tmp_path / variant / task / f"seed{seed}", task, at, 0.2)
     out = learning.run(task_set="broad", tasks=tasks, with_ppo=True, root=str(tmp_path))
     assert out["task_set"] == "broad" and out["at"] == [100_000, 500_000] and out["steps"] == 500_000
@@ -155,6 +157,7 @@ def test_the_broad_bar_json_has_per_task_iqm_published_and_goals(tmp_path, monke
         302.0,
         303.0,
     ]
+    assert walker["by_step"]["100000"]["read_at"] == [100_352] * 3  # M3PO's evaluation at "100k"
     for name in ("default", learning.PPO_VARIANT, "published-sac", "published-dreamerv3", "published-tdmpc2"):
         for step in ("100000", "500000"):
             entry = out["iqm"][name][step]
@@ -166,5 +169,5 @@ def test_the_broad_bar_json_has_per_task_iqm_published_and_goals(tmp_path, monke
     assert set(out["published"]["sac"]["500000"]) == set(tasks)
     assert out["goals"]["above_sb3_ppo_intervals_apart"] is True
     assert isinstance(out["goals"]["at_or_above_published_sac_at_500000"], bool)
-    with pytest.raises(RunDirectoryError, match=r"no evaluation at agent step\(s\) \[250000\]"):
+    with pytest.raises(RunDirectoryError, match=r"no evaluation at agent step\(s\) \[250000\] or within 5%"):
         learning.run(task_set="broad", steps=250_000, tasks=tasks, root=str(tmp_path))

@@ -98,16 +98,24 @@ def _run_one(run_dir: Path, task: str, seed: int, steps: int, extra: list[str]) 
         subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
 
 
+# A run evaluates at the first iteration boundary at or past each eval_every multiple (M3PO's cpu preset:
+# 2,048 agent steps an iteration, so "100k" is its evaluation at 100,352). Its figure at N is that
+# evaluation, if it comes within this share of N.
+READ_TOLERANCE = 0.05
+
+
 def _summarise(run_dir: Path, task: str, at: tuple[int, ...]) -> dict[str, Any]:
-    """A finished run's final score, its scores at the steps ``at``, and its last clip share."""
+    """A finished run's final score, its scores at the steps ``at`` (each the run's first evaluation at
+    or past it, within :data:`READ_TOLERANCE`), and its last clip share."""
     evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
     train = [json.loads(line) for line in (run_dir / "train.jsonl").read_text().splitlines()]
     by_step = {row["step"]: row["score"] for row in evals if row.get("task", task) == task}
-    missing = [step for step in at if step not in by_step]
+    read = {step: min((s for s in by_step if s >= step), default=None) for step in at}
+    missing = [step for step, s in read.items() if s is None or s > step * (1 + READ_TOLERANCE)]
     if missing:
         raise RunDirectoryError(
-            f"{run_dir}: no evaluation at agent step(s) {missing} (evaluated at {sorted(by_step)}); "
-            "train it with an eval_every that divides them"
+            f"{run_dir}: no evaluation at agent step(s) {missing} or within {READ_TOLERANCE:.0%} past them "
+            f"(evaluated at {sorted(by_step)}); train it with an eval_every that reaches them"
         )
     # Share of ratios outside the clip range over every minibatch of the last iteration (M3PO's key, then
     # stable-baselines3's PPO's); algorithms without a ratio have none.
@@ -115,7 +123,8 @@ def _summarise(run_dir: Path, task: str, at: tuple[int, ...]) -> dict[str, Any]:
     clip = last.get("ppo/clip_fraction", last.get("train/clip_fraction"))
     return {
         "score": evals[-1]["score"],
-        "at": {step: by_step[step] for step in at},
+        "at": {step: by_step[s] for step, s in read.items()},
+        "read_at": {step: s for step, s in read.items()},
         "clip_fraction_last": clip,
     }
 
@@ -270,7 +279,12 @@ def run(
                 "mean": round(sum(scores) / len(scores), 1),
                 "seeds": scores,
                 "by_step": {
-                    str(k): {"mean": round(sum(v) / len(v), 1), "seeds": v} for k, v in by_step.items()
+                    str(k): {
+                        "mean": round(sum(v) / len(v), 1),
+                        "seeds": v,
+                        "read_at": [r["read_at"][k] for r in results],  # each seed's evaluation step
+                    }
+                    for k, v in by_step.items()
                 },
                 "clip_fraction_last": _mean_or_none([r["clip_fraction_last"] for r in results]),
             }
