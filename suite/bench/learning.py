@@ -129,26 +129,20 @@ def _summarise(run_dir: Path, task: str, at: tuple[int, ...]) -> dict[str, Any]:
     }
 
 
-def normalized(task: str, score: float) -> float:
-    """The multi-task normalised score (0-100) of one task's score: DMControl return / 10, Meta-World %."""
-    from analysis.collect import normalized_score
-
-    return normalized_score(task, score)
-
-
 def iqm_over_tasks(per_task: dict[str, list[float]]) -> dict[str, Any]:
     """IQM over tasks and seeds of normalised scores, with its 95% stratified-bootstrap interval.
 
     :param per_task: task -> its seeds' scores on the task's own scale (each task the same count ``R``)
     :return: ``iqm``, ``low``, ``high`` (rounded), ``tasks`` and ``seeds`` (``R``)
     """
+    from analysis.collect import normalized_score
     from analysis.stats import interval_estimates
 
     tasks = sorted(per_task)
     counts = {len(per_task[t]) for t in tasks}
     if len(counts) != 1:
         raise ValueError(f"tasks have different seed counts: { {t: len(per_task[t]) for t in tasks} }")
-    scores = np.array([[normalized(t, s) for s in per_task[t]] for t in tasks]).T  # (R, T)
+    scores = np.array([[normalized_score(t, s) for s in per_task[t]] for t in tasks]).T  # (R, T)
     est = interval_estimates(scores, BOOTSTRAP_REPS, seed=0, gamma=50.0, names=("iqm",))["iqm"]
     return {
         "iqm": round(float(est.point), 2),
