@@ -183,16 +183,23 @@ def variant_overrides(name: str) -> dict:
     return {field_name: kind(value)}
 
 
-def _figure_tasks(fig: str, spec: dict) -> list[str]:
-    """The figure's runs' tasks: each task of a ``single`` figure (suites expanded), each entry (a
-    task set) of a ``multi`` one; unknown names are a :class:`GridError`."""
+def _resolve(fig: str, mode: str, entries: list[str]) -> list[str]:
+    """Each task of a ``single`` figure's entries (suites expanded), each entry (a task set) of a
+    ``multi`` one's; an unknown name is a :class:`GridError`."""
     tasks = []
-    for entry in spec["tasks"]:
+    for entry in entries:
         try:
             resolved = resolve_tasks(entry)
         except UnknownTaskError as err:
             raise GridError(f"figure {fig}: {err}") from err
-        tasks += list(resolved) if spec["mode"] == "single" else [entry]
+        tasks += list(resolved) if mode == "single" else [entry]
+    return tasks
+
+
+def _figure_tasks(fig: str, spec: dict) -> list[str]:
+    """The figure's runs' tasks: each task of a ``single`` figure (suites expanded), each entry (a
+    task set) of a ``multi`` one; unknown names are a :class:`GridError`."""
+    tasks = _resolve(fig, spec["mode"], spec["tasks"])
     unknown = sorted(set(spec.get("steps_by_task", {})) - set(tasks))
     if unknown:
         raise GridError(f"figure {fig}: steps_by_task names {unknown[0]!r}, not a task of this figure")
@@ -201,8 +208,32 @@ def _figure_tasks(fig: str, spec: dict) -> list[str]:
     return tasks
 
 
+def _per_algo(fig: str, spec: dict, tasks: list[str]) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """The figure's ``steps_by_algo`` and ``tasks_by_algo`` (resolved as ``tasks`` are), checked: each
+    key an algorithm the figure lists, each task one of the figure's (a :class:`GridError` otherwise)."""
+    steps_by_algo = spec.get("steps_by_algo", {})
+    tasks_by_algo = {
+        algo: _resolve(fig, spec["mode"], entries) for algo, entries in spec.get("tasks_by_algo", {}).items()
+    }
+    for key, names in (("steps_by_algo", steps_by_algo), ("tasks_by_algo", tasks_by_algo)):
+        for algo in names:
+            if algo not in spec["algos"]:
+                raise GridError(
+                    f"figure {fig}: {key} names {algo!r}, not an algorithm of this figure {spec['algos']}"
+                )
+    for algo, own in tasks_by_algo.items():
+        extra = [t for t in own if t not in tasks]
+        if extra:
+            raise GridError(
+                f"figure {fig}: tasks_by_algo[{algo}] names {extra[0]!r}, not a task of this figure"
+            )
+    return steps_by_algo, tasks_by_algo
+
+
 def _figure_runs(grid: dict, fig: str) -> list[Run]:
-    """Every run ``fig`` asks for, in the order algo, task, variant, seed."""
+    """Every run ``fig`` asks for, in the order algo, task, variant, seed: an algorithm of
+    ``tasks_by_algo`` on its own tasks only, one of ``steps_by_algo`` at its own budget (on every task,
+    ``steps_by_task``'s included); the others on every task at ``steps_by_task``'s or ``steps``."""
     spec = grid["figures"][fig]
     algos = [a for a in spec["algos"] if a in ALGOS or not grid.get("supported_algos_only", False)]
     if not algos:
@@ -211,12 +242,16 @@ def _figure_runs(grid: dict, fig: str) -> list[Run]:
             f"(supported: {', '.join(ALGOS)})"
         )
     shared = {**grid.get("overrides", {}), **spec.get("overrides", {})}
+    tasks = _figure_tasks(fig, spec)
+    steps_by_algo, tasks_by_algo = _per_algo(fig, spec, tasks)
     runs = []
-    for algo, task, variant in product(algos, _figure_tasks(fig, spec), spec.get("variants", ["default"])):
+    for algo, task, variant in product(algos, tasks, spec.get("variants", ["default"])):
+        if task not in tasks_by_algo.get(algo, tasks):
+            continue
         own = grid.get("algo_overrides", {}).get(algo, {})
         overrides = overrides_for(algo, fig, algos, shared, own, variant_overrides(variant))
         label = "default" if fig == "fig4" else variant
-        steps = spec.get("steps_by_task", {}).get(task, spec["steps"])
+        steps = steps_by_algo.get(algo, spec.get("steps_by_task", {}).get(task, spec["steps"]))
         runs += [
             Run(algo, task, variant, label, seed, steps, grid["preset"], overrides, [fig])
             for seed in range(1, grid["seeds"] + 1)

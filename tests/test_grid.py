@@ -143,9 +143,28 @@ def _conflict(g: dict) -> None:
             ["fig4", "one task set"],
         ),
         (_conflict, ["results/runs/smoke/m3po/cartpole-swingup/default/seed1", "128 vs 256"]),
+        (
+            lambda g: g["figures"]["fig3a"].update(steps_by_algo={"tdmpc2": 64}),
+            ["fig3a", "steps_by_algo", "'tdmpc2'", "not an algorithm of this figure"],
+        ),
+        (
+            lambda g: g["figures"]["fig3a"].update(tasks_by_algo={"mt-sac": ["mw-reach"]}),
+            ["fig3a", "tasks_by_algo", "'mt-sac'"],
+        ),
+        (
+            lambda g: g["figures"]["fig3a"].update(tasks_by_algo={"sac": ["walker-walk"]}),
+            ["fig3a", "tasks_by_algo[sac]", "'walker-walk'", "not a task of this figure"],
+        ),
+        (
+            lambda g: g["figures"]["fig3a"].update(tasks_by_algo={"sac": ["mw-reech"]}),
+            ["'mw-reech'", "mw-reach"],
+        ),
     ],
-    ids=["task", "override", "algo-override", "steps-by-task", "task-sets", "conflict"],
-)
+    ids=[
+        "task", "override", "algo-override", "steps-by-task", "task-sets", "conflict", "steps-by-algo",
+        "tasks-by-algo-algo", "tasks-by-algo-task", "tasks-by-algo-unknown",
+    ],
+)  # fmt: skip
 def test_bad_grid_values_raise_grid_error_naming_them(change, named):
     with pytest.raises(grids.GridError) as err:
         load(_changed(change))
@@ -153,8 +172,47 @@ def test_bad_grid_values_raise_grid_error_naming_them(change, named):
         assert text in str(err.value)
 
 
+def test_an_algorithm_can_run_on_its_own_tasks_at_its_own_budget():
+    def change(g):
+        fig3a = g["figures"]["fig3a"]
+        fig3a["tasks"] = ["cartpole-swingup", "reacher-easy"]
+        fig3a["steps_by_algo"] = {"sac": 64}
+        fig3a["tasks_by_algo"] = {"sac": ["reacher-easy"], "ppo": ["cartpole-swingup", "reacher-easy"]}
+
+    g = load(_changed(change))
+    fig3a = {(g.runs[key].algo, g.runs[key].task): g.runs[key].steps for key in g.members["fig3a"]}
+    assert fig3a == {
+        **{(a, t): 128 for a in ("m3po", "ppo", "dreamerv3") for t in ("cartpole-swingup", "reacher-easy")},
+        ("sac", "reacher-easy"): 64,  # SAC on its own task only, at its own budget
+    }
+    # The other figures are the smoke grid's.
+    assert {k for k in g.runs if k not in g.members["fig3a"]} == {
+        k for k in load().runs if k not in load().members["fig3a"]
+    }
+    # steps_by_algo comes before steps_by_task for its algorithm; the others keep steps_by_task.
+    fig3b = {"steps_by_algo": {"sac": 64}, "steps_by_task": {"mw-reach": 96}}
+    runs = load(_changed(lambda g: g["figures"]["fig3b"].update(fig3b))).runs
+    assert runs["results/runs/smoke/sac/mw-reach/default/seed1"].steps == 64
+    assert runs["results/runs/smoke/ppo/mw-reach/default/seed1"].steps == 96
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda g: g["figures"]["fig3a"].update(steps_by_algo={"sac": 0}), "0 is less than the minimum of 1"),
+        (lambda g: g["figures"]["fig3a"].update(steps_by_algo={"sac2": 64}), "'sac2' is not one of"),
+        (lambda g: g["figures"]["fig3a"].update(tasks_by_algo={"sac": []}), "should be non-empty"),
+    ],
+    ids=["steps", "algo", "empty"],
+)
+def test_the_schema_refuses_bad_per_algorithm_values(change, named):
+    with pytest.raises(WorkflowError) as err:
+        load(_changed(change))
+    assert named in str(err.value)
+
+
 def test_unknown_profile_and_variant_name_the_valid_ones():
-    with pytest.raises(grids.GridError, match=r"'papr'; valid profiles: paper, quick, smoke"):
+    with pytest.raises(grids.GridError, match=r"'papr'; valid profiles: evidence, paper, quick, smoke"):
         load(profile="papr")
     with pytest.raises(
         grids.GridError, match=r"'H=5'; valid: default, alpha0=VALUE, horizon=VALUE, num_envs=VALUE"
