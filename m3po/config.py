@@ -102,6 +102,7 @@ class PPOConfig:
     ent_coef: float = 0.0  # entropy bonus weight, sample estimate -log pi (choice; SB3's PPO default 0)
     value_coef: float = 0.5  # critic loss weight
     gae_lambda: float = 0.95  # lambda (choice)
+    discount: float = 0.0  # 0: each task's own (spec: 0.99 DMControl, 0.95 Meta-World); else for every task
     lr: float = 3e-4  # Adam learning rate of critic and world model (the encoder's is scaled by wm)
     actor_lr: float = 3e-4  # Adam learning rate of the policy prior (its steps move the PPO ratio)
     adam_eps: float = 1e-5  # Adam's epsilon (SB3's PPO value; torch's 1e-8 learned less: docs/m3po.md)
@@ -362,6 +363,8 @@ def validate(config: M3POConfig) -> M3POConfig:
             raise ConfigError(f"{name} must be > 0, got {_get(config, name)}")
     if config.ppo.target_kl < 0:
         raise ConfigError(f"ppo.target_kl must be >= 0 (0: no early stop), got {config.ppo.target_kl}")
+    if not 0.0 <= config.ppo.discount < 1.0:
+        raise ConfigError(f"ppo.discount must be in [0, 1) (0: the per-task rule), got {config.ppo.discount}")
     if config.ppo.is_clip <= 0:
         raise ConfigError(f"ppo.is_clip must be > 0, got {config.ppo.is_clip}")
     m = config.model

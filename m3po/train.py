@@ -34,7 +34,8 @@ class Trainer(OnlineTrainer):
     cfg: M3POConfig
 
     def build(self, env: VecEnv) -> None:
-        task_discount = torch.tensor([info.discount for info in env.task_infos])
+        discount = self.cfg.ppo.discount  # 0: each task's own (the spec's rule)
+        task_discount = torch.tensor([discount or info.discount for info in env.task_infos])
         action_mask = torch.as_tensor(env.task_action_mask)
         self.agent = M3POAgent(self.cfg, env.obs_dim, env.act_dim, action_mask, task_discount, self.device)
         self.task_ids = torch.as_tensor(env.task_ids, device=self.device)

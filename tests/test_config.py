@@ -54,6 +54,7 @@ def test_every_field_is_commented():
         ({"planner": {"num_elites": 10_000}}, "num_elites"),
         ({"ppo": {"normalize_advantage": 1}}, "true or false"),
         ({"compile": "yes"}, "true or false"),
+        ({"ppo": {"discount": 1.0}}, r"ppo.discount must be in \[0, 1\)"),
     ],
 )
 def test_bad_values_are_named(updates, match):

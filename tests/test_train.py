@@ -158,3 +158,18 @@ def test_training_does_not_depend_on_the_evaluation_schedule(tmp_path):
     assert a == b
     torch.testing.assert_close(weights(tmp_path / "a"), weights(tmp_path / "b"), rtol=0, atol=0)
     assert len(rows(tmp_path / "b" / "eval.jsonl")) > len(rows(tmp_path / "a" / "eval.jsonl"))
+
+
+@pytest.mark.parametrize(("discount", "expected"), [(0.0, 0.95), (0.99, 0.99)])
+def test_discount_is_the_tasks_rule_unless_set(tmp_path, discount, expected):
+    # mw-reach's own discount is 0.95 (the spec's rule for 100-step episodes); ppo.discount replaces it
+    from m3po.envs import make_vec_env
+
+    cfg = small_config(ppo={"discount": discount})
+    trainer = Trainer(cfg, tmp_path / "run")
+    env = make_vec_env(cfg.task, num_envs=cfg.num_envs, seed=cfg.seed)
+    try:
+        trainer.build(env)
+    finally:
+        env.close()
+    assert trainer.agent.task_discount.tolist() == pytest.approx([expected])
