@@ -1,10 +1,13 @@
 """What each figure aggregates, from the tidy table of :mod:`analysis.collect`.
 
 A figure (``FIGURES``) names a suite, a mode (single-task runs, or one multi-task run per seed),
-its algorithms and the score column. :func:`aggregate_figure` gives, per algorithm, the
-sample-efficiency curves (metrics with 95% stratified-bootstrap intervals at every step), the
-four aggregate metrics at the final common step, and the probability of improvement of M3PO over
-each other algorithm there.
+its algorithms and the score column. :func:`aggregate_figure` gives, per algorithm over the tasks it
+ran, the sample-efficiency curves (metrics with 95% stratified-bootstrap intervals at every step) and
+the four aggregate metrics at its last step; and the probability of improvement of M3PO over each other
+algorithm, on the tasks both ran, at the last budget both evaluated (each read at its first evaluation
+at or past it within 5%, :func:`analysis.verdicts.match_steps`). Each :class:`AlgoResult` keeps its
+per-run scores, so that a comparison can re-aggregate it over the tasks both algorithms ran
+(:func:`on_tasks`).
 
 The TD-MPC2 authors' published curves (``baselines/published/tdmpc2_curves.parquet``, vendored by
 ``python -m baselines.published.vendor``) are read by :func:`load_published` and aggregated by
@@ -17,13 +20,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from analysis import stats
+from analysis import stats, verdicts
 from analysis.verdicts import fidelity_verdict
 
 REFERENCE_ALGO = "m3po"
@@ -81,6 +84,13 @@ class AlgoResult:
     :param n_runs: ``R`` (the published curves: the most runs any step has)
     :param runs_per_step: ``(S,)`` runs per task behind each step, where it varies over steps (the
         published curves: :func:`aggregate_published`); None: ``n_runs`` at every step
+    :param scores: ``(R', T, S')`` the per-run scores it was aggregated from, at ``score_steps`` (NaN
+        where a published seed has no evaluation); None for results built without them. What
+        :func:`on_tasks` re-aggregates over a subset of the tasks.
+    :param score_steps: ``(S',)`` the steps of ``scores``
+    :param reps: bootstrap repetitions it was aggregated with (and a subset is re-aggregated with)
+    :param seed: its bootstrap seed
+    :param gamma: the optimality-gap threshold of its scale
     """
 
     steps: np.ndarray
@@ -90,6 +100,14 @@ class AlgoResult:
     tasks: list[str]
     n_runs: int
     runs_per_step: np.ndarray | None = None
+    scores: np.ndarray | None = None
+    score_steps: np.ndarray | None = None
+    reps: int = 0
+    seed: int = 0
+    gamma: float = 100.0
+    _subsets: dict[tuple[str, ...], AlgoResult | None] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def runs_at(self, index: int) -> int:
         """Runs per task behind the ``index``-th step."""
@@ -98,12 +116,118 @@ class AlgoResult:
 
 @dataclass(frozen=True)
 class FigureResult:
-    """:param algos: algorithm -> result (algorithms without runs are absent)
-    :param improvement: baseline -> P(M3PO > baseline) at the last step, on the tasks both ran
+    """:param algos: algorithm -> result over the tasks it ran (algorithms without runs are absent)
+    :param improvement: baseline -> P(M3PO > baseline), on the tasks both ran, at the last budget both
+        evaluated (:func:`analysis.verdicts.match_steps`)
+    :param improvement_at: baseline -> where :attr:`improvement` was read: ``budget`` (agent steps),
+        ``read_at`` (algorithm -> the step read) and ``tasks`` (the tasks both ran)
     """
 
     algos: dict[str, AlgoResult]
     improvement: dict[str, stats.Estimate]
+    improvement_at: dict[str, dict] = field(default_factory=dict)
+
+
+def aggregate_scores(
+    values: np.ndarray,
+    steps: Sequence[int],
+    tasks: Sequence[str],
+    reps: int,
+    seed: int,
+    gamma: float,
+    curve_metrics: Sequence[str] = stats.CURVE_METRICS,
+    workers: int = 1,
+) -> AlgoResult | None:
+    """Aggregate per-run scores into curves and last-step metrics, step by step over the runs present.
+
+    Our runs evaluate at the same steps (:func:`analysis.stats.score_array`): one bootstrap draw over all
+    steps. Not every published seed runs to the end nor starts at 0, so at each step every task keeps its
+    ``R_s`` first runs present there, ``R_s`` the fewest any task has; a step where a task has none is
+    left out. Steps that keep the same runs share one bootstrap draw (seeded ``seed``, ``seed + 1``, ...
+    in the order of their first step), and ``runs_per_step`` says how many runs per task each rests on.
+
+    :param values: ``(R, T, S)`` scores, NaN where a run has no evaluation
+    :param steps: ``(S,)`` their agent steps, ascending
+    :param tasks: ``(T,)`` task names
+    :returns: None when no step has a run on every task
+    """
+    values = np.asarray(values, dtype=np.float64)
+    steps = np.asarray(steps)
+    present = ~np.isnan(values)
+    kept: dict[int, tuple[tuple[int, ...], ...]] = {}
+    for s in range(values.shape[2]):
+        rows = [np.flatnonzero(present[:, t, s]) for t in range(values.shape[1])]
+        n = min((len(r) for r in rows), default=0)
+        if n:
+            kept[s] = tuple(tuple(int(i) for i in r[:n]) for r in rows)
+    if not kept:
+        return None
+    index = np.array(sorted(kept))
+    groups: dict[tuple[tuple[int, ...], ...], list[int]] = {}
+    for s in index:
+        groups.setdefault(kept[int(s)], []).append(int(s))
+    points = {m: np.full(len(index), np.nan) for m in curve_metrics}
+    lows = {m: np.full(len(index), np.nan) for m in curve_metrics}
+    highs = {m: np.full(len(index), np.nan) for m in curve_metrics}
+    runs = np.zeros(len(index), dtype=int)
+    final: dict[str, stats.Estimate] = {}
+    final_scores = np.zeros((0, values.shape[1]))
+    for g, (rows, group) in enumerate(groups.items()):
+        sub = np.stack([values[list(r), t][:, group] for t, r in enumerate(rows)], axis=1)  # (R_g, T, S_g)
+        curves, last = stats.curve_estimates(
+            sub, reps, seed + g, gamma, curve_metrics, stats.METRICS, workers
+        )
+        at = np.searchsorted(index, group)
+        runs[at] = len(rows[0])
+        for m in curve_metrics:
+            points[m][at], lows[m][at], highs[m][at] = curves[m].point, curves[m].low, curves[m].high
+        if group[-1] == index[-1]:
+            final, final_scores = last, sub[:, :, -1]
+    curves = {m: stats.Estimate(points[m], lows[m], highs[m]) for m in curve_metrics}
+    return AlgoResult(
+        steps[index],
+        curves,
+        final,
+        final_scores,
+        list(tasks),
+        int(runs.max()),
+        runs_per_step=runs if len(set(runs.tolist())) > 1 else None,
+        scores=values,
+        score_steps=steps,
+        reps=reps,
+        seed=seed,
+        gamma=gamma,
+    )
+
+
+def common_tasks(a: AlgoResult, b: AlgoResult) -> list[str]:
+    """The tasks both ran, sorted."""
+    return sorted(set(a.tasks) & set(b.tasks))
+
+
+def on_tasks(res: AlgoResult, tasks: Iterable[str]) -> AlgoResult | None:
+    """``res`` aggregated over ``tasks`` only (the tasks two algorithms both ran), with its own bootstrap
+    repetitions and seed: ``res`` itself when they are its tasks; None when they are not among its
+    tasks, are none, or ``res`` kept no per-run scores to re-aggregate (:attr:`AlgoResult.scores`).
+    Computed once per subset."""
+    tasks = sorted(set(tasks))
+    if set(tasks) == set(res.tasks):
+        return res
+    if not tasks or res.scores is None or res.score_steps is None or not set(tasks) <= set(res.tasks):
+        return None
+    key = tuple(tasks)
+    if key not in res._subsets:
+        columns = [list(res.tasks).index(t) for t in tasks]
+        res._subsets[key] = aggregate_scores(
+            res.scores[:, columns, :],
+            res.score_steps,
+            tasks,
+            res.reps,
+            res.seed,
+            res.gamma,
+            tuple(res.curves),
+        )
+    return res._subsets[key]
 
 
 def figure_rows(table: pd.DataFrame, spec: FigureSpec, algo: str, variant: str = "default") -> pd.DataFrame:
@@ -144,21 +268,40 @@ def aggregate_figure(
         values, tasks, steps = stats.score_array(rows, spec.column)
         if not len(steps):
             continue
-        curves, final = stats.curve_estimates(
-            values, reps, seed + offset, spec.gamma, curve_metrics, stats.METRICS, workers
-        )
-        results[algo] = AlgoResult(steps, curves, final, values[:, :, -1], tasks, values.shape[0])
-    improvement = {}
+        res = aggregate_scores(values, steps, tasks, reps, seed + offset, spec.gamma, curve_metrics, workers)
+        if res is not None:
+            results[algo] = res
+    improvement, improvement_at = {}, {}
     if REFERENCE_ALGO in results:
         ours = results[REFERENCE_ALGO]
         for algo, other in results.items():
             if algo == REFERENCE_ALGO:
                 continue
-            common = [t for t in ours.tasks if t in set(other.tasks)]
-            x = ours.final_scores[:, [ours.tasks.index(t) for t in common]]
-            y = other.final_scores[:, [other.tasks.index(t) for t in common]]
-            improvement[algo] = stats.probability_of_improvement(x, y, reps, seed)
-    return FigureResult(results, improvement)
+            read = improvement_scores(ours, other, (REFERENCE_ALGO, algo))
+            if read is not None:
+                x, y, improvement_at[algo] = read
+                improvement[algo] = stats.probability_of_improvement(x, y, reps, seed)
+    return FigureResult(results, improvement, improvement_at)
+
+
+def improvement_scores(
+    ours: AlgoResult, other: AlgoResult, names: tuple[str, str]
+) -> tuple[np.ndarray, np.ndarray, dict] | None:
+    """The ``(R, T)`` scores of both on the tasks both ran, at the last budget both evaluated (each read
+    at its first evaluation at or past it within 5%, :func:`analysis.verdicts.match_steps`), and where:
+    ``budget``, ``read_at`` (``names`` -> the step read) and ``tasks``; None when no task or no budget
+    is shared (or a result kept no per-run scores)."""
+    tasks = common_tasks(ours, other)
+    if not tasks or ours.scores is None or other.scores is None:
+        return None
+    matched = verdicts.match_steps(list(ours.steps), list(other.steps))
+    if not matched:
+        return None
+    budget, i, j = matched[-1]
+    read = (int(ours.steps[i]), int(other.steps[j]))
+    x = ours.scores[:, [ours.tasks.index(t) for t in tasks], list(ours.score_steps).index(read[0])]
+    y = other.scores[:, [other.tasks.index(t) for t in tasks], list(other.score_steps).index(read[1])]
+    return x, y, {"budget": int(budget), "read_at": dict(zip(names, read, strict=True)), "tasks": tasks}
 
 
 def final_run_scores(table: pd.DataFrame) -> pd.DataFrame:
@@ -237,24 +380,6 @@ def published_rows(published: pd.DataFrame, algo: str, tasks: Iterable[str]) -> 
     return pd.concat(frames, ignore_index=True)
 
 
-def _published_step_runs(rows: pd.DataFrame, tasks: list[str]) -> dict[int, tuple[int, ...]]:
-    """Per step with an evaluation on every task: the seeds kept there, per task in ``tasks`` order.
-
-    ``R_s`` is the fewest seeds any task has at step ``s``; each task keeps its ``R_s`` lowest seeds
-    (as :func:`analysis.stats.score_array` drops surplus seeds, the highest first). A step where a
-    task has no evaluation at all is left out.
-    """
-    present = rows.groupby(["step", "task"])["seed"].apply(lambda seeds: tuple(sorted(set(seeds))))
-    kept: dict[int, tuple[int, ...]] = {}
-    for step, per_task in present.groupby(level="step"):
-        seeds = per_task.droplevel("step")
-        if set(seeds.index) != set(tasks):
-            continue
-        n = min(len(seeds[t]) for t in tasks)
-        kept[int(step)] = tuple(seed for t in tasks for seed in seeds[t][:n])
-    return kept
-
-
 def aggregate_published(
     published: pd.DataFrame,
     spec: FigureSpec,
@@ -271,10 +396,10 @@ def aggregate_published(
 
     Unlike our runs, not every published seed runs to the end (SAC's dog-stand seed 2 stops at 1.25M
     agent steps, DreamerV3's mw-reach seed 3 at 200k) nor starts at 0. So the curve is aggregated step
-    by step over the seeds present there (:func:`_published_step_runs`, interior gaps filled by
-    :func:`published_rows`): every step covers all the tasks, and ``runs_per_step`` says how many seeds
-    per task each step rests on (fewer than 3 is no evidence, :mod:`analysis.verdicts`). Steps with the
-    same seeds share one bootstrap draw.
+    by step over the seeds present there (:func:`aggregate_scores`, each task's lowest seeds first;
+    interior gaps filled by :func:`published_rows`): every step covers all the tasks, and
+    ``runs_per_step`` says how many seeds per task each step rests on (fewer than 3 is no evidence,
+    :mod:`analysis.verdicts`). Steps with the same seeds share one bootstrap draw.
 
     :param published: :func:`load_published`
     :param spec: the figure (its ``gamma``)
@@ -287,48 +412,19 @@ def aggregate_published(
         if rows.empty:
             continue
         names = sorted(rows["task"].unique())
-        kept = _published_step_runs(rows, names)
-        if not kept:
-            continue
+        grid = np.sort(rows["step"].unique())
         table = rows.groupby(["task", "seed", "step"])["score"].mean()
-        steps = np.array(sorted(kept))
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for step in steps:
-            groups.setdefault(kept[int(step)], []).append(int(step))
-        points = {m: np.full(len(steps), np.nan) for m in curve_metrics}
-        lows = {m: np.full(len(steps), np.nan) for m in curve_metrics}
-        highs = {m: np.full(len(steps), np.nan) for m in curve_metrics}
-        runs = np.zeros(len(steps), dtype=int)
-        final: dict[str, stats.Estimate] = {}
-        final_scores = np.zeros((0, len(names)))
-        for g, (seeds, group_steps) in enumerate(groups.items()):
-            n = len(seeds) // len(names)
-            values = np.array(
-                [
-                    [
-                        [table[(task, seeds[t * n + r], step)] for step in group_steps]
-                        for t, task in enumerate(names)
-                    ]
-                    for r in range(n)
-                ]
-            )  # (R, T, S_g)
-            curves, last = stats.curve_estimates(
-                values, reps, seed + 101 + 10 * offset + g, spec.gamma, curve_metrics, stats.METRICS, workers
-            )
-            index = np.searchsorted(steps, group_steps)
-            runs[index] = n
-            for m in curve_metrics:
-                points[m][index], lows[m][index], highs[m][index] = (
-                    curves[m].point,
-                    curves[m].low,
-                    curves[m].high,
-                )
-            if group_steps[-1] == steps[-1]:
-                final, final_scores = last, values[:, :, -1]
-        curves = {m: stats.Estimate(points[m], lows[m], highs[m]) for m in curve_metrics}
-        results[algo] = AlgoResult(
-            steps, curves, final, final_scores, names, int(runs.max()), runs_per_step=runs
+        seeds = {t: sorted(rows.loc[rows["task"] == t, "seed"].unique()) for t in names}
+        values = np.full((max(len(v) for v in seeds.values()), len(names), len(grid)), np.nan)
+        for t, task in enumerate(names):
+            for r, run in enumerate(seeds[task]):
+                series = table[(task, run)]
+                values[r, t, np.searchsorted(grid, series.index.to_numpy())] = series.to_numpy()
+        res = aggregate_scores(
+            values, grid, names, reps, seed + 101 + 10 * offset, spec.gamma, curve_metrics, workers
         )
+        if res is not None:
+            results[algo] = res
     return FigureResult(results, {})
 
 
@@ -355,18 +451,28 @@ def published_reference(
 
 
 FIDELITY_COLUMNS = (
-    "algo", "task", "step", "ours", "ours seeds", "published min", "published max", "published seeds",
-    "verdict", "source",
+    "algo", "task", "step", "ours read at", "ours", "ours seeds", "published min", "published max",
+    "published seeds", "verdict", "source",
 )  # fmt: skip
 
 
-def fidelity_table(scores: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
-    """Our runs beside the published ones, for every (algorithm, task, agent step) both have.
+def _read_span(steps: Sequence[int]) -> int | str:
+    """The step our seeds were read at: one number, or ``low-high`` when they differ."""
+    low, high = min(steps), max(steps)
+    return int(low) if low == high else f"{low:,}-{high:,}"
 
-    Ours: the mean over seeds of the default single-task runs' ``score`` at exactly that step. Published:
-    the min and max over their seeds of the CSV rows at that step (rows as published: no filled gaps).
-    ``verdict`` is ``m3po bench fidelity``'s (:func:`analysis.verdicts.fidelity_verdict`): ``inside``
-    [min, max], ``below`` or ``above``. ``source`` is the CSV's path and commit (first 7 digits).
+
+def fidelity_table(scores: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """Our runs beside the published ones, for every (algorithm, task, published agent step N) our runs
+    have an evaluation for.
+
+    Ours: the mean over seeds of the default single-task runs' ``score``, each seed read at its first
+    evaluation at or past N within 5% (:func:`analysis.verdicts.read_at`; ``ours read at`` gives the
+    step read, ``low-high`` where seeds differ); a seed without one is left out, and a step no seed has
+    one for has no row. Published: the min and max over their seeds of the CSV rows at N (rows as
+    published: no filled gaps). ``verdict`` is ``m3po bench fidelity``'s
+    (:func:`analysis.verdicts.fidelity_verdict`): ``inside`` [min, max], ``below`` or ``above``.
+    ``source`` is the CSV's path and commit (first 7 digits).
 
     :param scores: tidy scores (:data:`analysis.collect.SCORE_COLUMNS`)
     :param published: :func:`load_published`
@@ -378,27 +484,37 @@ def fidelity_table(scores: pd.DataFrame, published: pd.DataFrame) -> pd.DataFram
     ]
     if ours.empty:
         return pd.DataFrame(columns=list(FIDELITY_COLUMNS))
-    mine = ours.groupby(["algo", "task", "step"], as_index=False).agg(
-        ours=("score", "mean"), seeds=("seed", "nunique")
-    )
     theirs = published.groupby(["algo", "task", "step"], as_index=False).agg(
         values=("score", list), path=("path", "first"), commit=("commit", "first")
     )
-    both = mine.merge(theirs, on=["algo", "task", "step"], how="inner")
-    rows = [
-        {
-            "algo": r.algo,
-            "task": r.task,
-            "step": int(r.step),
-            "ours": float(r.ours),
-            "ours seeds": int(r.seeds),
-            "published min": float(min(r.values)),
-            "published max": float(max(r.values)),
-            "published seeds": len(r.values),
-            "verdict": fidelity_verdict(float(r.ours), [float(v) for v in r.values]),
-            "source": f"{r.path}@{str(r.commit)[:7]}",
+    mine = ours.groupby(["algo", "task", "seed", "step"])["score"].mean()
+    rows = []
+    for (algo, task), per_task in theirs.groupby(["algo", "task"]):
+        if (algo, task) not in mine.index.droplevel(["seed", "step"]):
+            continue
+        seeds = {
+            seed: series.droplevel("seed") for seed, series in mine.loc[(algo, task)].groupby(level="seed")
         }
-        for r in both.itertuples(index=False)
-    ]
+        for r in per_task.itertuples(index=False):
+            read = {seed: verdicts.read_at(series.index, int(r.step)) for seed, series in seeds.items()}
+            read = {seed: step for seed, step in read.items() if step is not None}
+            if not read:
+                continue
+            mean = float(np.mean([seeds[seed][step] for seed, step in read.items()]))
+            rows.append(
+                {
+                    "algo": algo,
+                    "task": task,
+                    "step": int(r.step),
+                    "ours read at": _read_span(list(read.values())),
+                    "ours": mean,
+                    "ours seeds": len(read),
+                    "published min": float(min(r.values)),
+                    "published max": float(max(r.values)),
+                    "published seeds": len(r.values),
+                    "verdict": fidelity_verdict(mean, [float(v) for v in r.values]),
+                    "source": f"{r.path}@{str(r.commit)[:7]}",
+                }
+            )
     table = pd.DataFrame(rows, columns=list(FIDELITY_COLUMNS))
     return table.sort_values(["algo", "task", "step"], kind="stable").reset_index(drop=True)

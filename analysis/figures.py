@@ -128,12 +128,18 @@ def plot_curves(
     :param metric: the curve's metric
     :param reference: the published curves on the same tasks (:func:`plot_reference_curves`), or None
     :returns: written paths
+
+    Each curve is its algorithm over the tasks it ran; where the algorithms ran different tasks, each
+    legend entry gives its task count (``SAC (3 seeds, 2 tasks)``).
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     right = max((float(r.steps[-1]) for r in result.algos.values()), default=1.0)
+    # Each curve aggregates the tasks its algorithm ran; where those differ, the legend gives each count.
+    own_tasks = len({tuple(sorted(r.tasks)) for r in result.algos.values()}) > 1
     for algo, res in result.algos.items():
         est = res.curves[metric]
-        ax.plot(res.steps, est.point, color=color(algo), label=f"{label(algo)} ({res.n_runs} seeds)")
+        runs = f"{res.n_runs} seeds" + (f", {_count(len(res.tasks), 'task')}" if own_tasks else "")
+        ax.plot(res.steps, est.point, color=color(algo), label=f"{label(algo)} ({runs})")
         ax.fill_between(res.steps, est.low, est.high, color=color(algo), alpha=0.2, linewidth=0)
     if reference is not None:
         plot_reference_curves(ax, reference, right, metric)

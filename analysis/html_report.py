@@ -514,11 +514,15 @@ def _figure_section(
     if len(aggregate_rows) and "figure" in aggregate_rows:
         rows = aggregate_rows[aggregate_rows["figure"] == fig].drop(columns="figure")
         if len(rows):
-            parts.append("<h4>Aggregate metrics at the last step (95% CI)</h4>" + frame_table(rows))
+            title = "Aggregate metrics at the last step of each algorithm, over the tasks it ran (95% CI)"
+            parts.append(f"<h4>{title}</h4>" + frame_table(rows))
     if len(improvement) and "figure" in improvement:
         rows = improvement[improvement["figure"] == fig].drop(columns="figure")
         if len(rows):
-            parts.append("<h4>Probability of improvement at the last step (95% CI)</h4>" + frame_table(rows))
+            title = (
+                "Probability of improvement at the last step both evaluated, on the tasks both ran (95% CI)"
+            )
+            parts.append(f"<h4>{title}</h4>" + frame_table(rows))
     return "".join(parts) + "</section>"
 
 

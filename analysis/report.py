@@ -48,14 +48,26 @@ numbers behind each row.
 * **Evidence.** An algorithm with fewer than 3 seeds, or a zero-width interval, is never evidence:
   a comparison that needs it is *no evidence*, and the row says why. No evidence makes a row
   **inconclusive**, never **not reproduced**.
+* **Steps.** Algorithms evaluate on different grids (M3PO and PPO at the first iteration boundary
+  past each multiple of `eval_every`, e.g. 100,352 for 100k; SAC at multiples of 10k; the published
+  curves every 50k). A value at budget N is each algorithm's *first evaluation at or past N within
+  5%* (the reading of `m3po bench learning`); an algorithm with no such evaluation is no evidence at
+  N. The rows and `claims.json` give the step actually read ("read at"). Two curves are compared at
+  the budgets both can be read at, N being an evaluation step of either; an evaluation serves one
+  budget at most.
+* **Tasks.** A comparison between two algorithms (an ordered pair, a curve against a curve, the
+  probability of improvement) uses only the tasks both ran, each aggregated anew over them; the row
+  says "tasks both ran" where that left tasks out, and `claims.json` lists the tasks of each
+  comparison. A value check uses the algorithm's own tasks; figures draw each algorithm over its own
+  tasks, the legend giving each curve's task count where they differ.
 * **Published curves.** The TD-MPC2 authors' per-task curves (TD-MPC2, SAC, DreamerV3 on dmc39 and
   mw50; `baselines/published/tdmpc2_curves.parquet`) are aggregated over the same tasks as our runs,
-  never pooled with them. Where our own runs of an algorithm do not reach a claim's budget (or do
-  not exist), its published curve stands in, marked "(published)" in every row that uses it.
+  never pooled with them. Where our own runs of an algorithm have no evaluation at a claim's budget
+  (or do not exist), its published curve stands in, marked "(published)" in every row that uses it.
 * **Claims with values** (dmc39-final, mw50-final, mt80-final) are judged at their budget: the
   claim's step, or where the paper gives none the `paper` profile's budget for its figure. Each
-  algorithm's evidence is its *mean* (the paper's "average") at its first evaluation at or after the
-  budget. M3PO's runs below the budget: **not judged at this budget**, naming both budgets. Per
+  algorithm's evidence is its *mean* (the paper's "average") read at the budget (see Steps). M3PO's
+  runs below the budget: **not judged at this budget**, naming both budgets. Per
   algorithm, the value check *passes* when the paper's value (or range) meets our CI, or when our CI
   lies entirely on the side the paper argues for (M3PO above the paper's value, a baseline below
   it); it *fails* otherwise. Per ordered pair of the claim's `order` (every algorithm of a group
@@ -65,15 +77,15 @@ numbers behind each row.
   **inconclusive** when an algorithm has no evidence at the budget or an order is undecided; else
   **reproduced**.
 * **Outperforms** (M3PO above each baseline in fig3a and fig3b), at any budget: per figure and
-  baseline, the mean CIs at the last step both evaluated, as an ordered pair above. Any
+  baseline, the mean CIs at the last budget both evaluated, as an ordered pair above. Any
   contradicted: not reproduced; else any undecided, without evidence or missing: inconclusive;
   else reproduced.
-* **Sample efficiency** (M3PO above DreamerV3 in fig3b), at any budget: IQM CIs at each step both
+* **Sample efficiency** (M3PO above DreamerV3 in fig3b), at any budget: IQM CIs at each budget both
   evaluated. Reproduced when M3PO's CI is above at one step or more and below at none; not
   reproduced when below at one or more and above at none; inconclusive otherwise (mixed, all
   overlapping, no evidence, or no data).
 * **Stability band** (TD-MPC2's CI wider than M3PO's in fig3c), at any budget: mean width of the
-  IQM CI over the steps both evaluated. Reproduced when TD-MPC2's is wider, not reproduced when it
+  IQM CI over the budgets both evaluated. Reproduced when TD-MPC2's is wider, not reproduced when it
   is not; inconclusive with fewer than 3 seeds or a zero width for either. (A comparison of point
   widths: no interval on the widths themselves.)
 * **Vectorization** (fig4), at any budget: final normalized score per run, mean and std over seeds
@@ -146,14 +158,19 @@ def paper_budgets(path: Path | None = None) -> dict[str, int]:
 
 
 def evidence_at(
-    res: AlgoResult, algo: str, index: int, metric: str = "mean", source: str = verdicts.OURS
+    res: AlgoResult,
+    algo: str,
+    index: int,
+    metric: str = "mean",
+    source: str = verdicts.OURS,
+    budget: int | None = None,
 ) -> Evidence:
-    """One algorithm's ``metric`` CI at its ``index``-th step as :class:`analysis.verdicts.Evidence`."""
+    """One algorithm's ``metric`` CI at its ``index``-th step as :class:`analysis.verdicts.Evidence`
+    (``budget``: the budget that step was read for, :func:`analysis.verdicts.read_at`)."""
     point, low, high = _ci(res.curves[metric], index)
     seeds = res.runs_at(index)
-    return Evidence(
-        algo, figures.label(algo), point, low, high, int(res.steps[index]), seeds, len(res.tasks), source
-    )
+    step = int(res.steps[index])
+    return Evidence(algo, figures.label(algo), point, low, high, step, seeds, len(res.tasks), source, budget)
 
 
 def _figure_scope(figure: str) -> tuple[str, int | None]:
@@ -172,6 +189,76 @@ def _groups(claim: Mapping[str, Any]) -> list[list[str]]:
     return [group if isinstance(group, list) else [group] for group in claim.get("order", [])]
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """Two algorithms compared at one budget, on the tasks both ran.
+
+    :param budget: agent steps ``N``; each side is read at its first evaluation at or past it within 5%
+        (:func:`analysis.verdicts.read_at`; the step read is each evidence's ``step``)
+    :param first: the first algorithm's evidence (M3PO's, or the higher of an ordered pair)
+    :param second: the other's
+    :param tasks: the tasks both ran, which both are aggregated over
+    :param restricted: a task one of them ran (and the other did not) was left out
+    """
+
+    budget: int
+    first: Evidence
+    second: Evidence
+    tasks: tuple[str, ...]
+    restricted: bool
+
+    def record(self) -> dict[str, Any]:
+        """``claims.json``'s numbers of where it was compared: budget, the steps read, the tasks."""
+        return {
+            "budget": int(self.budget),
+            "read_at": {self.first.algo: int(self.first.step), self.second.algo: int(self.second.step)},
+            "tasks": list(self.tasks),
+        }
+
+
+def _on_common_tasks(
+    a: AlgoResult, b: AlgoResult, names: tuple[str, str]
+) -> tuple[AlgoResult | None, AlgoResult | None, tuple[str, ...], str | None]:
+    """Both results aggregated over the tasks both ran (:func:`analysis.aggregate.on_tasks`): (a, b,
+    tasks, None), or (None, None, tasks, why not)."""
+    tasks = tuple(aggregate.common_tasks(a, b))
+    if not tasks:
+        return None, None, tasks, f"no task that both {names[0]} and {names[1]} ran"
+    ra, rb = aggregate.on_tasks(a, tasks), aggregate.on_tasks(b, tasks)
+    if ra is None or rb is None:
+        why = f"{names[0]} and {names[1]} ran different tasks and their per-run scores were not kept"
+        return None, None, tasks, why
+    return ra, rb, tasks, None
+
+
+def _restricted(a: AlgoResult, b: AlgoResult, tasks: Sequence[str]) -> bool:
+    return set(tasks) != set(a.tasks) or set(tasks) != set(b.tasks)
+
+
+def _compare_at(
+    pair: tuple[str, str],
+    sides: tuple[tuple[AlgoResult, str], tuple[AlgoResult, str]],
+    budget: int,
+    metric: str = "mean",
+) -> tuple[Comparison | None, str | None]:
+    """Two algorithms at one budget on the tasks both ran: (comparison, None) or (None, why not).
+
+    :param pair: the two algorithms
+    :param sides: each one's result and source (ours or published)
+    """
+    (a, source_a), (b, source_b) = sides
+    names = (figures.label(pair[0]), figures.label(pair[1]))
+    ra, rb, tasks, why = _on_common_tasks(a, b, names)
+    if ra is None or rb is None:
+        return None, why
+    i, j = verdicts.read_index(ra.steps, budget), verdicts.read_index(rb.steps, budget)
+    if i is None or j is None:
+        return None, f"no evaluation within 5% past {verdicts.fmt_steps(budget)} on the tasks both ran"
+    first = evidence_at(ra, pair[0], i, metric, source_a, budget)
+    second = evidence_at(rb, pair[1], j, metric, source_b, budget)
+    return Comparison(budget, first, second, tasks, _restricted(a, b, tasks)), None
+
+
 def judge_values(
     claim: Mapping[str, Any],
     result: FigureResult,
@@ -180,11 +267,15 @@ def judge_values(
 ) -> ClaimRow:
     """A claim with ``values`` and ``order`` (see :data:`VERDICT_RULES`), at its budget.
 
+    Each algorithm is read at its first evaluation at or past the budget within 5%
+    (:func:`analysis.verdicts.read_at`); its value check is over the tasks it ran, an ordered pair over
+    the tasks both ran.
+
     :param claim: the claim (``at_steps`` None: the budget is ``budgets[claim["figure"]]``)
     :param result: our aggregates of its figure
     :param budgets: figure id -> the ``paper`` profile's budget (:func:`paper_budgets`)
     :param published: the published curves on our tasks (:func:`analysis.aggregate.published_reference`),
-        standing in for an algorithm whose runs do not reach the budget
+        standing in for an algorithm whose runs have no evaluation at the budget
     """
     figure = str(claim["figure"])
     task_set, total = _figure_scope(figure)
@@ -205,23 +296,31 @@ def judge_values(
             _record(budget=None),
         )
     evidence: dict[str, Evidence] = {}
+    sides: dict[str, tuple[AlgoResult, str]] = {}  # the result each algorithm's evidence comes from
     status: dict[str, str] = {}
     shown: list[Evidence] = []  # evidence at the budget, and our runs below it (at their last step)
     notes: list[str] = []
     below: list[str] = []  # our runs that end below the budget, with their last step
     for algo in algos:
         res = result.algos.get(algo)
-        index = verdicts.at_or_after(res.steps, budget) if res is not None else None
+        index = verdicts.read_index(res.steps, budget) if res is not None else None
         ref = published.algos.get(algo) if published is not None and algo != REFERENCE_ALGO else None
-        pub_index = verdicts.at_or_after(ref.steps, budget) if ref is not None else None
+        pub_index = verdicts.read_index(ref.steps, budget) if ref is not None else None
         if index is not None:
-            evidence[algo] = evidence_at(res, algo, index)
+            evidence[algo] = evidence_at(res, algo, index, budget=budget)
+            sides[algo] = (res, verdicts.OURS)
         elif pub_index is not None:
-            evidence[algo] = evidence_at(ref, algo, pub_index, source=verdicts.PUBLISHED)
+            evidence[algo] = evidence_at(ref, algo, pub_index, source=verdicts.PUBLISHED, budget=budget)
+            sides[algo] = (ref, verdicts.PUBLISHED)
             ours = "no runs of ours"
-            if res is not None:
+            if res is not None and verdicts.reaches(int(res.steps[-1]), budget):
+                ours = "our runs have no evaluation within 5% past it"
+            elif res is not None:
                 ours = f"our runs reach {verdicts.fmt_steps(res.steps[-1])}"
             notes.append(f"{figures.label(algo)}: {ours}; the published curve stands in")
+        elif res is not None and verdicts.reaches(int(res.steps[-1]), budget):
+            status[algo] = verdicts.NOT_READ
+            notes.append(f"{figures.label(algo)}: {verdicts.NOT_READ} (evaluated to {int(res.steps[-1]):,})")
         elif res is not None:
             status[algo] = verdicts.BELOW_BUDGET
             shown.append(evidence_at(res, algo, len(res.steps) - 1))
@@ -240,20 +339,35 @@ def judge_values(
         e = evidence[algo]
         outcome, reason = verdicts.value_check(paper, e, reference=algo == REFERENCE_ALGO)
         outcomes.append(outcome)
-        checks.append({"check": f"{algo} value", "outcome": outcome, "reason": reason})
+        checks.append(
+            {"check": f"{algo} value", "outcome": outcome, "reason": reason, "budget": budget,
+             "read_at": {algo: e.step}, "tasks": list(sides[algo][0].tasks)}
+        )  # fmt: skip
         at = verdicts.fmt_steps(e.step)
         facts.append(f"{e.name} at {at}: value check {outcome}" + (f" ({reason})" if reason else ""))
+    restricted: list[str] = []  # ordered pairs compared on fewer tasks than one of them ran
     groups = _groups(claim)
     for i, upper in enumerate(groups):
         for lower_group in groups[i + 1 :]:
             for a in upper:
                 for b in lower_group:
+                    where: dict[str, Any] = {}
                     if a not in evidence or b not in evidence:
                         outcome, reason = status.get(a) or status[b], None
                     else:
-                        outcome, reason = verdicts.order_relation(evidence[a], evidence[b])
+                        comp, why_not = _compare_at((a, b), (sides[a], sides[b]), budget)
+                        if comp is None:
+                            outcome, reason = verdicts.NO_EVIDENCE, why_not
+                        else:
+                            outcome, reason = verdicts.order_relation(comp.first, comp.second)
+                            where = comp.record()
+                            if comp.restricted:
+                                restricted.append(
+                                    f"{comp.first.name} > {comp.second.name} on the {len(comp.tasks)} "
+                                    "tasks both ran"
+                                )
                     outcomes.append(outcome)
-                    checks.append({"check": f"{a} > {b}", "outcome": outcome, "reason": reason})
+                    checks.append({"check": f"{a} > {b}", "outcome": outcome, "reason": reason, **where})
                     if outcome != verdicts.HOLDS and a in evidence and b in evidence:
                         facts.append(
                             f"{figures.label(a)} > {figures.label(b)}: {outcome}"
@@ -265,6 +379,8 @@ def judge_values(
     if not reached:
         facts.insert(0, verdicts.below_budget(int(ref_res.steps[-1]), budget, source))
     scope = verdicts.scope_text(shown, total, task_set)
+    if restricted:
+        scope += "; " + ", ".join(restricted)
     budget_text = f"{verdicts.fmt_steps(budget)} agent steps ({source})"
     ours_items = []
     for e in shown:
@@ -272,6 +388,8 @@ def judge_values(
         item = f"{e.label} {marked}{_fmt(e.point, e.low, e.high)}"
         if status.get(e.algo) == verdicts.BELOW_BUDGET:
             item += f" at {verdicts.fmt_steps(e.step)} (below the budget)"
+        elif e.step != e.at:
+            item += f" (read at {e.step:,})"
         ours_items.append(item)
     if below:
         notes.append(f"our runs below the budget (last step): {', '.join(below)}")
@@ -297,28 +415,38 @@ def judge_values(
     )
 
 
-def _pair_evidence(
+def _comparisons(
     ours: AlgoResult,
     other: AlgoResult | None,
     reference: AlgoResult | None,
     algo: str,
     metric: str,
-) -> tuple[list[int], list[tuple[Evidence, Evidence]]]:
-    """Steps and (M3PO, baseline) evidence pairs at the steps both evaluated: our baseline's runs, or,
-    without them, its published curve (steps > 0: at step 0 every policy is untrained)."""
+) -> tuple[list[Comparison], str | None]:
+    """M3PO against a baseline (our runs of it, or, without them, its published curve) at every budget
+    both evaluated (:func:`analysis.verdicts.match_steps`: each read at its first evaluation at or past
+    it within 5%), on the tasks both ran; the published curve not at step 0 (every policy is untrained
+    there). Returns the comparisons, and why there are none (None: the baseline has no curve at all)."""
     source, res = (verdicts.OURS, other) if other is not None else (verdicts.PUBLISHED, reference)
     if res is None:
-        return [], []
-    common = [int(s) for s in np.intersect1d(ours.steps, res.steps)]
-    if source == verdicts.PUBLISHED:
-        common = [s for s in common if s > 0]
-    pairs = []
-    for step in common:
-        i, j = int(np.searchsorted(ours.steps, step)), int(np.searchsorted(res.steps, step))
-        pairs.append(
-            (evidence_at(ours, REFERENCE_ALGO, i, metric), evidence_at(res, algo, j, metric, source))
+        return [], None
+    name = f"{figures.label(algo)}{' (published)' if source == verdicts.PUBLISHED else ''}"
+    a, b, tasks, why = _on_common_tasks(ours, res, ("M3PO", name))
+    if a is None or b is None:
+        return [], why
+    restricted = _restricted(ours, res, tasks)
+    comparisons = [
+        Comparison(
+            budget,
+            evidence_at(a, REFERENCE_ALGO, i, metric, budget=budget),
+            evidence_at(b, algo, j, metric, source, budget),
+            tasks,
+            restricted,
         )
-    return common, pairs
+        for budget, i, j in verdicts.match_steps(list(a.steps), list(b.steps))
+        if not (source == verdicts.PUBLISHED and budget == 0)
+    ]
+    why = None if comparisons else f"no budget that both M3PO and {name} evaluated (within 5% past it)"
+    return comparisons, why
 
 
 def judge_outperforms(
@@ -326,43 +454,55 @@ def judge_outperforms(
     results: Mapping[str, FigureResult],
     published: Mapping[str, FigureResult | None] | None = None,
 ) -> ClaimRow:
-    """M3PO's mean CI above each baseline's, at the last step both evaluated, in each of the claim's
-    figures; a baseline without runs of ours is stood in for by its published curve where there is one."""
+    """M3PO's mean CI above each baseline's, at the last budget both evaluated, on the tasks both ran,
+    in each of the claim's figures; a baseline without runs of ours is stood in for by its published
+    curve where there is one."""
     outcomes, ours_text, scopes, why, checks, shown_all = [], [], [], [], [], []
     for figure in claim["figure"]:
         result = results.get(figure)
         spec = FIGURES[figure]
         task_set, total = _figure_scope(figure)
         reference = (published or {}).get(figure)
-        shown: list[Evidence] = []
+        # Baselines compared at the same budget, steps read and tasks share one scope text.
+        scoped: dict[tuple, tuple[list[str], list[Evidence], bool]] = {}
         for algo in spec.algos:
             if algo == REFERENCE_ALGO:
                 continue
             m3po = result.algos.get(REFERENCE_ALGO) if result else None
             other = result.algos.get(algo) if result else None
             ref = reference.algos.get(algo) if reference is not None else None
-            pairs = _pair_evidence(m3po, other, ref, algo, "mean")[1] if m3po is not None else []
-            if not pairs:
-                outcome, reason = verdicts.MISSING, None
+            comps, none_why = _comparisons(m3po, other, ref, algo, "mean") if m3po is not None else ([], None)
+            where: dict[str, Any] = {}
+            if comps:
+                comp = comps[-1]
+                outcome, reason = verdicts.order_relation(comp.first, comp.second)
+                name = comp.second.name
+                where = comp.record()
+                key = (comp.budget, comp.first.step, comp.tasks, comp.restricted)
+                names, shown, _ = scoped.setdefault(key, ([], [comp.first], comp.restricted))
+                names.append(name)
+                shown.append(comp.second)
+                shown_all += [e for e in (comp.first, comp.second) if e not in shown_all]
+                at = f" at {verdicts.fmt_steps(comp.budget)}"
+            elif none_why:
+                outcome, reason, name, at = verdicts.NO_EVIDENCE, none_why, figures.label(algo), ""
             else:
-                a, b = pairs[-1]
-                outcome, reason = verdicts.order_relation(a, b)
-                shown += [e for e in (a, b) if e not in shown]
-                b_name = b.name
-            name = b_name if pairs else figures.label(algo)
+                outcome, reason, name, at = verdicts.MISSING, None, figures.label(algo), ""
             outcomes.append(outcome)
-            ours_text.append(f"{figure} vs {name}: {outcome}")
-            checks.append({"check": f"{figure}: m3po > {algo}", "outcome": outcome, "reason": reason})
+            ours_text.append(f"{figure} vs {name}: {outcome}{at}")
+            checks.append(
+                {"check": f"{figure}: m3po > {algo}", "outcome": outcome, "reason": reason, **where}
+            )
             if reason:
                 why.append(f"{figure} vs {name}: {reason}")
-        if shown:
-            scopes.append(f"{figure} {verdicts.scope_text(shown, total, task_set)}")
-            shown_all += shown
+        for names, shown, restricted in scoped.values():
+            head = figure if len(scoped) == 1 else f"{figure} vs {', '.join(names)}"
+            scopes.append(f"{head} {verdicts.scope_text(shown, total, task_set, both=restricted)}")
     verdict = verdicts.combine(outcomes)
     scope = "; ".join(scopes) or "no evidence"
     text = "; ".join(why) or "final mean CIs"
     record = _record(
-        evidence=[{**e.as_dict(), "name": e.name} for e in shown_all],
+        evidence=[{**e.as_dict(), "name": e.name, "budget": e.budget} for e in shown_all],
         checks=checks,
     )
     return ClaimRow(
@@ -391,65 +531,85 @@ def judge_sample_efficiency(
     baseline: str,
     published: FigureResult | None = None,
 ) -> ClaimRow:
-    """M3PO's IQM CI above the baseline's at some steps and below at none; without runs of ours of the
-    baseline, its published curve stands in (at the steps both evaluated)."""
+    """M3PO's IQM CI above the baseline's at some budgets and below at none, at the budgets both
+    evaluated, on the tasks both ran; without runs of ours of the baseline, its published curve stands
+    in."""
     figure = str(claim["figure"])
     task_set, total = _figure_scope(figure)
     ours = result.algos.get(REFERENCE_ALGO) if result else None
     other = result.algos.get(baseline) if result else None
     ref = published.algos.get(baseline) if published is not None else None
-    common, pairs = _pair_evidence(ours, other, ref, baseline, "iqm") if ours is not None else ([], [])
-    if not pairs:
-        why = "no steps that both M3PO and " + figures.label(baseline) + " evaluated"
+    comps, none_why = _comparisons(ours, other, ref, baseline, "iqm") if ours is not None else ([], None)
+    if not comps:
+        why = none_why or "no steps that both M3PO and " + figures.label(baseline) + " evaluated"
         return _no_evidence(claim, figure, why)
-    relations = [verdicts.order_relation(a, b) for a, b in pairs]
+    relations = [verdicts.order_relation(c.first, c.second) for c in comps]
     outcomes = [o for o, _ in relations]
     verdict = verdicts.sample_efficiency_verdict(outcomes)
     above, below = outcomes.count(verdicts.HOLDS), outcomes.count(verdicts.CONTRADICTED)
     none = [r for o, r in relations if o == verdicts.NO_EVIDENCE]
-    name = pairs[-1][1].name
-    text = f"of {len(common)} common steps, M3PO's IQM CI is above {name}'s at {above}, below at {below}"
+    name = comps[-1].second.name
+    budgets = [c.budget for c in comps]
+    text = (
+        f"of {len(comps)} steps both evaluated, M3PO's IQM CI is above {name}'s at {above}, below at {below}"
+    )
     why = f"no evidence at {len(none)} step(s): {none[0]}" if none else ""
-    scope = verdicts.scope_text(list(pairs[-1]), total, task_set, steps=common)
+    last = comps[-1]
+    scope = verdicts.scope_text(
+        [last.first, last.second], total, task_set, steps=budgets, both=last.restricted
+    )
     record = _record(
+        tasks=list(last.tasks),
         evidence=[
-            {"step": a.step, "m3po": a.as_dict(), baseline: {**b.as_dict(), "name": b.name}} for a, b in pairs
+            {**c.record(), "m3po": c.first.as_dict(), baseline: {**c.second.as_dict(), "name": c.second.name}}
+            for c in comps
         ],
         checks=[
-            {"check": f"m3po > {baseline} at {a.step}", "outcome": o, "reason": r}
-            for (a, _), (o, r) in zip(pairs, relations, strict=True)
+            {"check": f"m3po > {baseline} at {c.budget}", "outcome": o, "reason": r, **c.record()}
+            for c, (o, r) in zip(comps, relations, strict=True)
         ],
     )
     return ClaimRow(claim["id"], figure, claim["statement"], text, verdict, why, scope, "", record)
 
 
 def judge_band(claim: Mapping[str, Any], result: FigureResult | None) -> ClaimRow:
-    """TD-MPC2's IQM CI wider, on average over the steps both evaluated, than M3PO's."""
+    """TD-MPC2's IQM CI wider, on average over the budgets both evaluated (each read at its first
+    evaluation at or past it within 5%), on the tasks both ran, than M3PO's."""
     figure = str(claim["figure"])
     task_set, total = _figure_scope(figure)
     res = {a: result.algos.get(a) if result else None for a in ("tdmpc2", REFERENCE_ALGO)}
     if any(r is None for r in res.values()):
         why = "no runs of " + " or ".join(figures.label(a) for a, r in res.items() if r is None)
         return _no_evidence(claim, figure, why)
-    common = np.intersect1d(res["tdmpc2"].steps, res[REFERENCE_ALGO].steps)
+    full = dict(res)
+    tdmpc2, m3po, tasks, why_not = _on_common_tasks(res["tdmpc2"], res[REFERENCE_ALGO], ("TD-MPC2", "M3PO"))
+    if tdmpc2 is None or m3po is None:
+        return _no_evidence(claim, figure, str(why_not))
+    res = {"tdmpc2": tdmpc2, REFERENCE_ALGO: m3po}
+    matched = verdicts.match_steps(list(tdmpc2.steps), list(m3po.steps))
+    budgets = [budget for budget, _, _ in matched]
+    reads = {"tdmpc2": [i for _, i, _ in matched], REFERENCE_ALGO: [j for _, _, j in matched]}
     widths = {}
     for algo, r in res.items():
-        index = np.searchsorted(r.steps, common)
+        index = np.array(reads[algo], dtype=int)
         est = r.curves["iqm"]
-        widths[algo] = float(np.mean(est.high[index] - est.low[index])) if len(common) else math.nan
+        widths[algo] = float(np.mean(est.high[index] - est.low[index])) if len(index) else math.nan
     verdict, why = verdicts.band_verdict(
         ("TD-MPC2", widths["tdmpc2"], res["tdmpc2"].n_runs),
         ("M3PO", widths[REFERENCE_ALGO], res[REFERENCE_ALGO].n_runs),
     )
     last = []
-    if len(common):
-        last = [evidence_at(r, a, int(np.searchsorted(r.steps, common[-1])), "iqm") for a, r in res.items()]
-    scope = verdicts.scope_text(last, total, task_set, steps=[int(s) for s in common])
+    if matched:
+        last = [evidence_at(r, a, reads[a][-1], "iqm", budget=budgets[-1]) for a, r in res.items()]
+    restricted = _restricted(full["tdmpc2"], full[REFERENCE_ALGO], tasks)
+    scope = verdicts.scope_text(last, total, task_set, steps=budgets, both=restricted)
     text = f"mean IQM CI width: TD-MPC2 {widths['tdmpc2']:.2f}, M3PO {widths[REFERENCE_ALGO]:.2f}"
     record = _record(
         widths=widths,
         seeds={a: r.n_runs for a, r in res.items()},
-        steps=[int(s) for s in common],
+        steps=budgets,
+        read_at={a: [int(res[a].steps[i]) for i in reads[a]] for a in res},
+        tasks=list(tasks),
     )
     return ClaimRow(claim["id"], figure, claim["statement"], text, verdict, why, scope, "", record)
 
@@ -609,6 +769,7 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def _aggregate_table(results: Mapping[str, FigureResult]) -> pd.DataFrame:
+    """Per figure and algorithm, its four metrics at its last step, over the tasks it ran."""
     rows = []
     for figure, result in results.items():
         for algo, res in result.algos.items():
@@ -616,6 +777,7 @@ def _aggregate_table(results: Mapping[str, FigureResult]) -> pd.DataFrame:
                 "figure": figure,
                 "algo": figures.label(algo),
                 "seeds": res.n_runs,
+                "tasks": len(res.tasks),
                 "step": int(res.steps[-1]),
             }
             row.update({figures.METRIC_LABELS[m]: _fmt(*_ci(e)) for m, e in res.final.items()})
@@ -623,17 +785,27 @@ def _aggregate_table(results: Mapping[str, FigureResult]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+IMPROVEMENT_COLUMNS = ("figure", "baseline", "P(M3PO > baseline)", "agent steps", "read at", "tasks both ran")
+
+
 def _improvement_table(results: Mapping[str, FigureResult]) -> pd.DataFrame:
-    rows = [
-        {
-            "figure": figure,
-            "baseline": figures.label(algo),
-            "P(M3PO > baseline)": f"{float(e.point):.2f} [{float(e.low):.2f}, {float(e.high):.2f}]",
-        }
-        for figure, result in results.items()
-        for algo, e in result.improvement.items()
-    ]
-    return pd.DataFrame(rows, columns=["figure", "baseline", "P(M3PO > baseline)"])
+    """P(M3PO > baseline) per figure, with the budget, the steps read and the tasks both ran."""
+    rows = []
+    for figure, result in results.items():
+        for algo, e in result.improvement.items():
+            where = getattr(result, "improvement_at", {}).get(algo, {})  # absent in older pickles
+            read = where.get("read_at", {})
+            rows.append(
+                {
+                    "figure": figure,
+                    "baseline": figures.label(algo),
+                    "P(M3PO > baseline)": f"{float(e.point):.2f} [{float(e.low):.2f}, {float(e.high):.2f}]",
+                    "agent steps": verdicts.fmt_steps(where["budget"]) if "budget" in where else "",
+                    "read at": ", ".join(f"{figures.label(a)} {int(s):,}" for a, s in read.items()),
+                    "tasks both ran": len(where.get("tasks", [])) or "",
+                }
+            )
+    return pd.DataFrame(rows, columns=list(IMPROVEMENT_COLUMNS))
 
 
 def build(
@@ -736,9 +908,10 @@ def _published_or_none(path: Path | None = None) -> pd.DataFrame | None:
 
 
 FIDELITY_NOTE = """\
-Every (algorithm, task, agent step) where our default single-task runs and the TD-MPC2 authors'
-published CSVs both have an evaluation: our mean over seeds beside the published min and max over
-their seeds, with the verdict `m3po bench fidelity` computes (inside [min, max], below, above).
+Every (algorithm, task, agent step N) of the TD-MPC2 authors' published CSVs that our default
+single-task runs have an evaluation for: each of our seeds read at its first evaluation at or past N
+within 5% (`ours read at`), our mean over those seeds beside the published min and max over their
+seeds at N, with the verdict `m3po bench fidelity` computes (inside [min, max], below, above).
 Their `step` counts environment steps; agent step N is their row 2N. Meta-World: their success
 fraction x 100, our success %; their curves ran Meta-World v2, ours v3 (close relatives, not
 identical). Source: the CSV's path in nicklashansen/tdmpc2 and the commit it was read at."""
@@ -786,8 +959,14 @@ def write_report(
             "Verdict rules",
             VERDICT_RULES + f"\nBootstrap repetitions: {reps}; seeded, so a rerun gives the same CIs.",
         ),
-        ("Aggregate metrics at the last step (95% CI)", _aggregate_table(results)),
-        ("Probability of improvement at the last step (95% CI)", _improvement_table(results)),
+        (
+            "Aggregate metrics at the last step of each algorithm, over the tasks it ran (95% CI)",
+            _aggregate_table(results),
+        ),
+        (
+            "Probability of improvement at the last step both evaluated, on the tasks both ran (95% CI)",
+            _improvement_table(results),
+        ),
         ("Compute", compute_table(collected.compute)),
         ("Compute notes", COMPUTE_NOTES),
         ("Runs left out (not finished, or unreadable)", excluded),

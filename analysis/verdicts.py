@@ -17,6 +17,17 @@ Three rules run through all of them:
   the comparison is *no evidence* (inconclusive), and the reason says so.
 * **Width.** A zero-width interval (or a missing one) is never evidence: a bootstrap interval over one
   seed per task is a point, and two points say nothing about a difference.
+
+Two more say what is compared with what:
+
+* **Steps.** Algorithms evaluate on different grids (M3PO and PPO at the first iteration boundary
+  past each ``eval_every`` multiple, e.g. 100,352 for 100k; SAC at multiples of 10k; the published
+  curves every 50k). A comparison at budget ``N`` reads each side's first evaluation at or past ``N``
+  within :data:`READ_TOLERANCE` (:func:`read_at`, the rule ``m3po bench learning`` reads its bar
+  by), and records the step read; a side with no such evaluation is no evidence at ``N``.
+  :func:`match_steps` gives the budgets two curves can be compared at.
+* **Tasks.** A comparison between two algorithms uses only the tasks both ran (the report
+  re-aggregates each side over them, :func:`analysis.aggregate.on_tasks`) and says so.
 """
 
 from __future__ import annotations
@@ -36,11 +47,71 @@ MIN_SEEDS = 3
 PASSES, FAILS = "passes", "fails"  # value checks
 HOLDS, CONTRADICTED, UNDECIDED = "holds", "contradicted", "undecided"  # ordered pairs
 NO_EVIDENCE, MISSING, BELOW_BUDGET = "no evidence", "missing", "below budget"
+NOT_READ = "no evaluation within 5% past the budget"  # runs past the budget, none evaluated near it
 POSITIVE = frozenset({PASSES, HOLDS})
 NEGATIVE = frozenset({FAILS, CONTRADICTED})
 
 OURS, PUBLISHED = "ours", "published"
 PUBLISHED_BY = "published (TD-MPC2 authors)"
+
+# A run evaluates at the first iteration boundary at or past each eval_every multiple (M3PO's cpu preset:
+# 2,048 agent steps an iteration, so "100k" is its evaluation at 100,352). Its value at N is that
+# evaluation, if it comes within this share of N (:func:`read_at`).
+READ_TOLERANCE = 0.05
+
+
+def read_at(steps: Iterable[int], budget: int, tolerance: float = READ_TOLERANCE) -> int | None:
+    """The step a run (or a curve) is read at for budget ``budget``: its first evaluation at or past
+    ``budget``, if it comes within ``tolerance`` of it (at most ``budget * (1 + tolerance)``); None when
+    there is none (the run is no evidence at ``budget``).
+
+    The one reading of "at N agent steps" for the claims report and ``m3po bench learning``.
+
+    :param steps: the evaluation steps (any order)
+    :param budget: agent steps ``N``
+    """
+    first = min((int(s) for s in steps if s >= budget), default=None)
+    if first is None or first > budget * (1 + tolerance):
+        return None
+    return first
+
+
+def read_index(steps: Sequence[int], budget: int, tolerance: float = READ_TOLERANCE) -> int | None:
+    """Index in the ascending ``steps`` of :func:`read_at` (None: not evaluated within tolerance)."""
+    step = read_at(steps, budget, tolerance)
+    return None if step is None else [int(s) for s in steps].index(step)
+
+
+def match_steps(
+    a: Sequence[int], b: Sequence[int], tolerance: float = READ_TOLERANCE
+) -> list[tuple[int, int, int]]:
+    """The budgets two curves can be compared at: ``(N, index read in a, index read in b)``, N ascending.
+
+    The candidate budgets are the evaluation steps of either curve; at each, both are read by
+    :func:`read_at`, and a budget where either has no such evaluation is left out. An evaluation serves
+    one budget at most: where several budgets read the same evaluation of either curve, the one read
+    with the least lag (``read step - N``, summed over both) is kept. M3PO (evaluated at 100,352) and
+    SAC (at 100,000) compare at 100k, M3PO read at 100,352; M3PO's own step 100,352 is no budget, as
+    SAC's next evaluation (110,000) is more than 5% past it.
+
+    :param a: ascending evaluation steps of one curve
+    :param b: ascending evaluation steps of the other
+    """
+    candidates = []
+    for budget in sorted({int(s) for s in (*a, *b)}):
+        i, j = read_index(a, budget, tolerance), read_index(b, budget, tolerance)
+        if i is not None and j is not None:
+            candidates.append((int(a[i]) - budget + int(b[j]) - budget, budget, i, j))
+    used_a: set[int] = set()
+    used_b: set[int] = set()
+    kept = []
+    for _, budget, i, j in sorted(candidates):
+        if i in used_a or j in used_b:
+            continue
+        used_a.add(i)
+        used_b.add(j)
+        kept.append((budget, i, j))
+    return sorted(kept)
 
 
 @dataclass(frozen=True)
@@ -52,10 +123,12 @@ class Evidence:
     :param point: point estimate
     :param low: lower bound of the 95% interval
     :param high: upper bound of the 95% interval
-    :param step: agent step of the evaluation
+    :param step: agent step of the evaluation read (:func:`read_at`)
     :param seeds: seeds (runs per task) behind the interval
     :param tasks: tasks behind the interval
     :param source: :data:`OURS` or :data:`PUBLISHED` (the TD-MPC2 authors' curves; never pooled with ours)
+    :param budget: the budget ``N`` the evaluation was read for (``step`` is its first evaluation at or
+        past ``N``, within :data:`READ_TOLERANCE`); None: read at its own step
     """
 
     algo: str
@@ -67,6 +140,12 @@ class Evidence:
     seeds: int
     tasks: int
     source: str = OURS
+    budget: int | None = None
+
+    @property
+    def at(self) -> int:
+        """The budget it was read for (its own step when none)."""
+        return int(self.step if self.budget is None else self.budget)
 
     @property
     def name(self) -> str:
@@ -177,14 +256,6 @@ def reaches(last_step: int | None, budget: int) -> bool:
     return last_step is not None and last_step >= budget
 
 
-def at_or_after(steps: Sequence[int], budget: int) -> int | None:
-    """Index of the first of the ascending ``steps`` at or after ``budget`` (None: none reaches it)."""
-    for i, step in enumerate(steps):
-        if step >= budget:
-            return i
-    return None
-
-
 def fmt_steps(steps: float) -> str:
     """Agent steps as ``128``, ``20k``, ``1.5M``."""
     steps = float(steps)
@@ -215,29 +286,45 @@ def seeds_text(evidence: Sequence[Evidence]) -> str:
     return "seeds: " + ", ".join(f"{name} {n}" for name, n in counts.items())
 
 
+def read_text(evidence: Sequence[Evidence]) -> str:
+    """Where an evidence was read past its budget: `` (M3PO read at 100,352)``; empty when none was."""
+    late = {e.name: e.step for e in evidence if e.step != e.at}
+    if not late:
+        return ""
+    return " (" + ", ".join(f"{name} read at {step:,}" for name, step in late.items()) + ")"
+
+
 def scope_text(
-    evidence: Sequence[Evidence], tasks_total: int | None, task_set: str, steps: Sequence[int] | None = None
+    evidence: Sequence[Evidence],
+    tasks_total: int | None,
+    task_set: str,
+    steps: Sequence[int] | None = None,
+    both: bool = False,
 ) -> str:
     """What a row was judged on: agent steps, how many of the figure's tasks, how many seeds, and which
-    evidence is published, e.g. ``at 500k agent steps on 8 of 39 dmc39 tasks, 3 seeds``.
+    evidence is published, e.g. ``at 500k agent steps on 8 of 39 dmc39 tasks, 3 seeds``, or for a
+    comparison restricted to the tasks both algorithms ran, read past its budget, ``at 100k agent steps
+    (M3PO read at 100,352) on 2 of 39 dmc39 tasks both ran, 3 seeds``.
 
     :param evidence: the evidence the row used
     :param tasks_total: tasks in the figure's task set (39 for dmc39), None when unknown
     :param task_set: the figure's task set name
-    :param steps: several steps judged at (sample-efficiency curves): ``at N steps up to X``; default:
-        the evidence's steps
+    :param steps: several budgets judged at (sample-efficiency curves): ``at N steps up to X``; default:
+        the budgets the evidence was read for (:attr:`Evidence.at`)
+    :param both: the evidence is restricted to the tasks both algorithms of a comparison ran, leaving
+        out some one of them ran: says ``tasks both ran``
     """
     if not evidence:
         return "no evidence"
-    steps = sorted(set(steps if steps is not None else (e.step for e in evidence)))
+    steps = sorted(set(steps if steps is not None else (e.at for e in evidence)))
     if len(steps) == 1:
-        at = f"at {fmt_steps(steps[0])} agent steps"
+        at = f"at {fmt_steps(steps[0])} agent steps{read_text(evidence)}"
     else:
         at = f"at {len(steps)} steps from {fmt_steps(steps[0])} to {fmt_steps(steps[-1])} agent steps"
     tasks = sorted({e.tasks for e in evidence})
     of = f" of {tasks_total}" if tasks_total else ""
     n_tasks = str(tasks[0]) if len(tasks) == 1 else f"{tasks[0]}-{tasks[-1]}"
-    text = f"{at} on {n_tasks}{of} {task_set} tasks, {seeds_text(evidence)}"
+    text = f"{at} on {n_tasks}{of} {task_set} tasks{' both ran' if both else ''}, {seeds_text(evidence)}"
     published = [e.label for e in evidence if e.source == PUBLISHED]
     if published:
         text += f"; {', '.join(dict.fromkeys(published))}: {PUBLISHED_BY}, not our runs"

@@ -104,8 +104,8 @@ def test_budgets() -> None:
         "the paper profile's fig3a budget; the paper gives none",
     )
     assert verdicts.claim_budget(None, None, "fig3a")[0] is None
-    assert verdicts.at_or_after([0, 500, 1000, 1500], 1000) == 2
-    assert verdicts.at_or_after([0, 500, 999], 1000) is None
+    assert verdicts.read_index([0, 500, 1000, 1500], 1000) == 2
+    assert verdicts.read_index([0, 500, 999], 1000) is None
     assert verdicts.reaches(1000, 1000) and not verdicts.reaches(999, 1000) and not verdicts.reaches(None, 1)
     text = verdicts.below_budget(128, 2_000_000, "the paper profile's fig3a budget")
     assert "128 agent steps" in text and "2M agent steps" in text

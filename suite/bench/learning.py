@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis.verdicts import READ_TOLERANCE, read_at
 from m3po.config import ConfigError, check_overrides
 from m3po.errors import RunDirectoryError
 from m3po.record import config_differences, read_status
@@ -98,10 +99,9 @@ def _run_one(run_dir: Path, task: str, seed: int, steps: int, extra: list[str]) 
         subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
 
 
-# A run evaluates at the first iteration boundary at or past each eval_every multiple (M3PO's cpu preset:
-# 2,048 agent steps an iteration, so "100k" is its evaluation at 100,352). Its figure at N is that
-# evaluation, if it comes within this share of N.
-READ_TOLERANCE = 0.05
+# A run's figure at N is its first evaluation at or past N, within READ_TOLERANCE (5%) of N: M3PO's cpu
+# preset evaluates on 2,048-step iteration boundaries, so "100k" is 100,352. The rule is the claims
+# report's (analysis.verdicts.read_at, READ_TOLERANCE), which it shares.
 
 
 def _summarise(run_dir: Path, task: str, at: tuple[int, ...]) -> dict[str, Any]:
@@ -110,8 +110,8 @@ def _summarise(run_dir: Path, task: str, at: tuple[int, ...]) -> dict[str, Any]:
     evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
     train = [json.loads(line) for line in (run_dir / "train.jsonl").read_text().splitlines()]
     by_step = {row["step"]: row["score"] for row in evals if row.get("task", task) == task}
-    read = {step: min((s for s in by_step if s >= step), default=None) for step in at}
-    missing = [step for step, s in read.items() if s is None or s > step * (1 + READ_TOLERANCE)]
+    read = {step: read_at(by_step, step) for step in at}
+    missing = [step for step, s in read.items() if s is None]
     if missing:
         raise RunDirectoryError(
             f"{run_dir}: no evaluation at agent step(s) {missing} or within {READ_TOLERANCE:.0%} past them "

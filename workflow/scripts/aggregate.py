@@ -34,7 +34,8 @@ def aggregate_step(smk: Any) -> None:
             raise ValueError(f"{figure}: its runs must share one suite, found {suites}")
         spec = replace(FIGURES[figure], suite=suites[0])
         result = aggregate_figure(rows, spec, smk.params.reps, seed=0, workers=smk.threads)
-        print(f"{figure}: {', '.join(f'{a} ({r.n_runs} runs)' for a, r in result.algos.items())}")
+        shown = ", ".join(f"{a} ({r.n_runs} seeds on {len(r.tasks)} tasks)" for a, r in result.algos.items())
+        print(f"{figure}: {shown}")
         reference = None
         if smk.input.published:
             published = aggregate.load_published(Path(smk.input.published[0]))
