@@ -188,10 +188,10 @@ def test_comparison_gives_inside_below_above_and_not_run(tmp_path, monkeypatch):
         _write_run(
             root / "tdmpc2" / task / f"seed{seed}", "tdmpc2", task, {0: 5.0, 90_000: 999.0, STEP: score}
         )
-    # sac: mean 200 < 400 -> below; seed 3 has no 100k evaluation, so the next one (110k) counts.
+    # sac: mean 200 < 400 -> below; seed 3 has no 100k evaluation, so the next one within 5% (104k) counts.
     _write_run(root / "sac" / task / "seed1", "sac", task, {0: 1.0, STEP: 100.0})
     _write_run(root / "sac" / task / "seed2", "sac", task, {0: 1.0, STEP: 200.0})
-    _write_run(root / "sac" / task / "seed3", "sac", task, {0: 1.0, 90_000: 999.0, 110_000: 300.0})
+    _write_run(root / "sac" / task / "seed3", "sac", task, {0: 1.0, 90_000: 999.0, 104_000: 300.0})
     # dreamerv3: one seed finished at 900 -> above; seed 2 still running at 50k, seed 3 not started.
     _write_run(root / "dreamerv3" / task / "seed1", "dreamerv3", task, {0: 1.0, STEP: 900.0})
     _write_run(root / "dreamerv3" / task / "seed2", "dreamerv3", task, {0: 1.0, 50_000: 950.0}, "running")
@@ -209,7 +209,11 @@ def test_comparison_gives_inside_below_above_and_not_run(tmp_path, monkeypatch):
 
     sac = out["sac"][task]
     assert sac["verdict"] == "below" and sac["ours"]["seeds"] == [100.0, 200.0, 300.0]
-    assert [r["eval_step"] for r in sac["ours"]["runs"]] == [STEP, STEP, 110_000]
+    assert [r["eval_step"] for r in sac["ours"]["runs"]] == [STEP, STEP, 104_000]
+    # an evaluation more than 5% past the step is no reading of it (the claims report's rule)
+    _write_run(root / "late", "sac", task, {0: 1.0, 90_000: 999.0, 110_000: 300.0})
+    late = fidelity.our_seed(root / "late", task)
+    assert late["score"] is None and "within 5% at or past step 100000 (last: 110000)" in late["note"]
 
     dreamer = out["dreamerv3"][task]
     assert dreamer["verdict"] == "above" and dreamer["ours"]["seeds"] == [900.0, None, None]

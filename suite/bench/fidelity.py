@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from analysis.verdicts import FIDELITY_VERDICTS, fidelity_verdict
+from analysis.verdicts import FIDELITY_VERDICTS, READ_TOLERANCE, fidelity_verdict, read_at
 from m3po.config import ConfigError, check_overrides
 from m3po.envs.registry import ACTION_REPEAT as ENV_ACTION_REPEAT
 from m3po.record import read_jsonl
@@ -77,24 +77,29 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def our_seed(run_dir: Path, task: str, step: int = AGENT_STEP) -> dict[str, Any]:
-    """One run's score at the first evaluation at or after ``step``, with the run's status.
+    """One run's score at ``step`` as the claims report reads it (:func:`analysis.verdicts.read_at`: the
+    first evaluation at or past ``step``, within 5% of it), with the run's status.
 
     :return: ``status`` (the run record's, or ``not run``), ``score`` and ``eval_step`` (None when no
-        evaluation has reached ``step``), ``preset`` (from config.json) and a ``note`` when there is no score
+        evaluation is read at ``step``), ``preset`` (from config.json) and a ``note`` when there is no score
     """
     status = _read_json(run_dir / "status.json")
     if status is None:
         return {"status": "not run", "score": None, "eval_step": None}
     config = _read_json(run_dir / "config.json") or {}
     rows = [r for r in read_jsonl(run_dir / "eval.jsonl") if r.get("task", task) == task and "score" in r]
-    reached = [r for r in rows if r["step"] >= step]
+    read = read_at([r["step"] for r in rows], step)
     entry: dict[str, Any] = {"status": status.get("status", "unknown"), "preset": config.get("preset")}
-    if reached:
-        first = min(reached, key=lambda r: r["step"])
-        entry.update(score=round(float(first["score"]), 1), eval_step=first["step"])
+    if read is not None:
+        first = next(r for r in rows if r["step"] == read)
+        entry.update(score=round(float(first["score"]), 1), eval_step=read)
     else:
         last = max((r["step"] for r in rows), default=None)
-        entry.update(score=None, eval_step=None, note=f"no evaluation at or after step {step} (last: {last})")
+        entry.update(
+            score=None,
+            eval_step=None,
+            note=f"no evaluation within {READ_TOLERANCE:.0%} at or past step {step} (last: {last})",
+        )
     return entry
 
 
