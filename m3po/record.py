@@ -10,7 +10,8 @@ A run lives in its own directory (deterministic: no shared counters between conc
     run_dir/
       config.json        {"algo": ..., **resolved config} (a resume with a different config is refused)
       status.json        running | finished | failed | interrupted, step, steps_total, attempts, error;
-                         each attempt: start, resumed-from step, host, SLURM job, and ``compute``: CPU
+                         each attempt: start, resumed-from step, host (a description: CPU model and
+                         count, never the machine's name), SLURM job, and ``compute``: CPU
                          model and flags, torch's kernel capability and threads, numpy's SIMD
                          features, the settings in force, portable mode (m3po/portable.py)
       eval.jsonl         one line per evaluation and task: step, task, return, success, score,
@@ -19,12 +20,22 @@ A run lives in its own directory (deterministic: no shared counters between conc
                          time/sps, time/wall, mem/peak_rss_mib
       checkpoints/       latest.pt (+ previous.pt, the one before), each written atomically
       tensorboard/       the same metrics as TensorBoard event files (``tensorboard --logdir results/``)
+
+Records are safe to publish (:mod:`suite.publish` ships them): what a run writes names no machine and
+holds no credential. :func:`host_description` stands for the host; :func:`redact` rewrites a record's
+strings: a URL's password becomes ``***``, and this machine's absolute paths become relative to the
+repository (or ``<run_dir>``, ``<python>``, ``<tmp>``, ``~``: :func:`path_roots`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import platform
+import re
+import sys
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,6 +52,11 @@ FINISHED = "finished"
 FAILED = "failed"
 # Where and how fast a run executes, not what it computes: a resume may change these.
 RUNTIME_KEYS = frozenset({"threads", "device", "vec_mode", "tensorboard"})
+# The checkout this package runs from (None when installed elsewhere): records name its paths relative
+# to it.
+_CHECKOUT = Path(__file__).resolve().parents[1]
+REPO_ROOT: Path | None = _CHECKOUT if (_CHECKOUT / "pyproject.toml").exists() else None
+REDACTED = "***"  # what a URL's password becomes in a record
 
 
 def task_dir_name(task: str) -> str:
@@ -207,3 +223,123 @@ def config_differences(
 def format_score(value: float | None) -> str:
     """A score for a progress bar or a listing ('-' before the first evaluation)."""
     return "-" if value is None else f"{value:.1f}"
+
+
+# ------------------------------------------------------------------------------------ publishable
+def host_description() -> str:
+    """The machine a run ran on, as records name it: CPU model, logical CPU count and architecture,
+    e.g. ``Intel(R) Xeon(R) Processor @ 2.80GHz, 2 logical CPUs, x86_64``; never its host name, which
+    identifies a machine without telling what decides speed or results."""
+    from m3po.portable import cpu_model  # standard library only, like this module
+
+    return f"{cpu_model()}, {os.cpu_count()} logical CPUs, {platform.machine()}"
+
+
+# A URL's credentials before its host: the user stays (it says which account), the password goes. The
+# password runs to the last '@' before the host's path, as a URL with an unescaped '@' in it is read.
+# The pattern starts with the literal '://' (the scheme checked behind it), so that a long text without
+# URLs is passed over fast (a run's captured output can be megabytes).
+_CREDENTIAL_URL = re.compile(
+    r"://(?<=[A-Za-z0-9+.\-]://)(?P<user>[^\s:/?#@'\"]*):(?P<password>[^\s/?#'\"]+)@"
+)
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***`` (``scheme://user:***@host``).
+
+    :param text: any text (a URL, a command line, a traceback)
+    """
+    if "://" not in text:
+        return text
+    return _CREDENTIAL_URL.sub(lambda m: f"://{m['user']}:{REDACTED}@", text)
+
+
+def path_roots(run_dir: str | Path | None = None) -> dict[str, str]:
+    """This machine's absolute path prefixes and what records write in their place: the repository's
+    checkout -> paths relative to it; a run directory outside it -> ``<run_dir>``; the Python
+    installation -> ``<python>``; the temporary directory -> ``<tmp>``; the home directory -> ``~``.
+    Both the spelled and the resolved form of each are listed (symbolic links).
+
+    :param run_dir: the run's directory (relative paths are taken from the working directory)
+    """
+    roots: dict[str, str] = {}
+
+    def add(path: str | Path | None, replacement: str) -> None:
+        if not path:
+            return
+        for form in {os.path.abspath(path), os.path.realpath(path)}:
+            if form != os.sep and form not in roots:  # "/" itself would swallow every path
+                roots[form] = replacement
+
+    add(REPO_ROOT, "")  # "" : relative to the repository
+    if run_dir is not None:
+        absolute = Path(os.path.abspath(run_dir))
+        inside = REPO_ROOT is not None and absolute.resolve().is_relative_to(REPO_ROOT)
+        if not inside:
+            add(absolute, "<run_dir>")
+    for prefix in (sys.prefix, sys.base_prefix, sys.exec_prefix):
+        add(prefix, "<python>")
+    add(tempfile.gettempdir(), "<tmp>")
+    add(os.path.expanduser("~"), "~")
+    return roots
+
+
+@functools.lru_cache(maxsize=32)
+def _roots_pattern(roots: tuple[tuple[str, str], ...]) -> re.Pattern[str] | None:
+    prefixes = sorted((prefix for prefix, _ in roots if prefix.startswith("/")), key=len, reverse=True)
+    if not prefixes:
+        return None
+    # Longest first, so that the most specific root wins (a venv inside the repository is <python>).
+    alternatives = "|".join(re.escape(prefix[1:]) for prefix in prefixes)
+    # A root is matched as a whole path component: not inside a longer name (the lookbehind, after the
+    # literal '/' that starts the pattern so that the search is fast), and followed by '/' (eaten with
+    # it, so that a path under the repository comes out relative) or by the end of the path.
+    return re.compile(rf"/(?<![\w.~\-]/)(?P<root>{alternatives})(?:(?P<slash>/)|(?![\w.\-/]))")
+
+
+def redact_text(text: str, roots: Mapping[str, str] | None = None) -> str:
+    """``text`` safe to publish: URL passwords replaced (:func:`redact_url`), this machine's absolute
+    paths rewritten (:func:`path_roots`). Idempotent: redacting a redacted text changes nothing.
+
+    :param text: any text
+    :param roots: absolute prefix -> replacement ("" for relative to the repository); None:
+        :func:`path_roots` without a run directory
+    """
+    text = redact_url(text)
+    table = dict(path_roots() if roots is None else roots)
+    if not any(prefix in text for prefix in table):  # the common case, and fast
+        return text
+    pattern = _roots_pattern(tuple(sorted(table.items())))
+    if pattern is None:
+        return text
+
+    def replace(m: re.Match[str]) -> str:
+        replacement = table["/" + m["root"]]
+        if replacement == "":  # inside the repository: the path relative to it ("." for the root)
+            return "" if m["slash"] else "."
+        return replacement + (m["slash"] or "")
+
+    return pattern.sub(replace, text)
+
+
+def redact(value: Any, roots: Mapping[str, str] | None = None) -> Any:
+    """A copy of a record (dicts, lists, tuples, strings; other values as they are) with every string
+    passed through :func:`redact_text`. Keys are kept: they are names the code chose, and MongoDB's
+    operators (``$set``) must stay as they are.
+
+    :param value: the record
+    :param roots: as for :func:`redact_text`
+    """
+    table = dict(path_roots() if roots is None else roots)
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, str):
+            return redact_text(v, table)
+        if isinstance(v, Mapping):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            items = [walk(x) if isinstance(x, str | Mapping | list | tuple) else x for x in v]
+            return items if isinstance(v, list) else tuple(items)
+        return v
+
+    return walk(value)

@@ -1,4 +1,5 @@
-"""The ``m3po`` command line: ``m3po tasks SUITE``, ``m3po train with ...``, ``m3po bench NAME``."""
+"""The ``m3po`` command line: ``m3po tasks SUITE``, ``m3po train with ...``, ``m3po bench NAME``,
+``m3po ship RUNS DEST``."""
 
 from __future__ import annotations
 
@@ -32,6 +33,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     result = run_from_args(args.updates)
     print(json.dumps(result, default=str), flush=True)
+    return 0
+
+
+def _cmd_ship(args: argparse.Namespace) -> int:
+    import platform
+
+    from suite.publish import ShipError, ship_runs
+
+    try:
+        written = ship_runs(args.runs, args.dest, hostnames=[platform.node()])
+    except ShipError as err:
+        print(f"m3po: error: {err}", file=sys.stderr)
+        return 1
+    print(f"shipped {len(written)} run(s) to {args.dest}", flush=True)
     return 0
 
 
@@ -110,6 +125,20 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     train.add_argument("updates", nargs="*", help="'with' followed by key=value config updates")
     train.set_defaults(func=_cmd_train)
+
+    ship = commands.add_parser(
+        "ship",
+        help="copy finished runs' publishable files: m3po ship results/runs/P results/evidence/P",
+        description=(
+            "Copy the finished runs under RUNS to the same paths under DEST: config, status, logs and "
+            "Sacred's records, no checkpoints or TensorBoard files (suite/publish.py). Every run is "
+            "checked first: an unfinished run, or a file with an absolute path, this host's name or a "
+            "password, stops it with one line."
+        ),
+    )
+    ship.add_argument("runs", type=Path, help="a run directory, or a directory of runs")
+    ship.add_argument("dest", type=Path, help="where they go (e.g. results/evidence/PROFILE)")
+    ship.set_defaults(func=_cmd_ship)
 
     bench = commands.add_parser(
         "bench",

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -42,9 +41,12 @@ from m3po.record import (
     JsonlLog,
     as_json,
     config_differences,
+    host_description,
+    path_roots,
     probe_writable,
     read_config,
     read_status,
+    redact,
     write_json_atomic,
 )
 
@@ -197,7 +199,8 @@ class RunRecord:
             {
                 "started": time.time(),
                 "resumed_from_step": resumed_from,
-                "host": platform.node(),
+                # The machine by what it is, not by name: records are published (m3po.record).
+                "host": host_description(),
                 "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # None outside SLURM
                 "compute": compute_facts(),  # CPU model, kernel capability, settings (portable mode)
             }
@@ -215,6 +218,8 @@ class RunRecord:
 
     def write_status(self, status: str, state: TrainState, **extra: Any) -> None:
         record = self.read_status()
+        # An error's text may name this machine's paths (or a URL with a password): rewritten first.
+        extra = redact(extra, path_roots(self.run_dir))
         record.update({"status": status, "step": state.step, "steps_total": self.steps_total, **extra})
         write_json_atomic(self.run_dir / STATUS_FILE, record)
 

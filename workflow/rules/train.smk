@@ -5,6 +5,7 @@
 # killed: rerunning the workflow reruns the job, and the run resumes from its last checkpoint.
 # Analysis rules take the markers as input, so half runs are never aggregated.
 
+import os
 import shlex
 
 wildcard_constraints:
@@ -15,10 +16,16 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+if MONGO_URL:
+    # The URL reaches the jobs through their environment (suite.experiment reads M3PO_MONGO_URL), not
+    # their command line: a password in it never shows in Snakemake's logs, the job's log or `ps`.
+    os.environ["M3PO_MONGO_URL"] = MONGO_URL
+
+
 def train_updates(wildcards) -> str:
     """The run's `m3po train with` arguments, shell-quoted (threads are added by the rule)."""
     key = grids.run_dir(wildcards.profile, wildcards.algo, wildcards.task, wildcards.variant, wildcards.seed)
-    return " ".join(shlex.quote(a) for a in RUNS[key].updates(key, MONGO_URL))
+    return " ".join(shlex.quote(a) for a in RUNS[key].updates(key))
 
 
 rule train:

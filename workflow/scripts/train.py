@@ -59,6 +59,7 @@ from m3po.record import (
     probe_writable,
     read_config,
     read_status,
+    redact_url,
 )
 from suite.experiment import recorded_config
 
@@ -150,7 +151,8 @@ def train(updates: list[str]) -> int | None:
     (the run's end is in its status.json: finished, failed for good, or interrupted)."""
     from suite.experiment import run_from_args
 
-    print(f"training: m3po train with {' '.join(updates)}", flush=True)
+    # The job's log is no place for a password (a mongo_url given on the command line).
+    print(f"training: m3po train with {redact_url(' '.join(updates))}", flush=True)
     try:
         summary = run_from_args(updates)
     except (ConfigError, RunDirectoryError, UnknownTaskError) as err:
