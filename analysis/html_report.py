@@ -26,7 +26,6 @@ import base64
 import datetime as dt
 import html
 import math
-import os
 import platform
 import re
 import subprocess
@@ -40,7 +39,7 @@ import pandas as pd
 from analysis import aggregate, figures
 from analysis.aggregate import FIGURES, REFERENCE_ALGO, FigureResult
 from m3po.errors import RunDirectoryError
-from m3po.record import read_config, read_status
+from m3po.record import host_description, read_config, read_status
 
 MISSING = "—"
 # Verdict -> badge class; every other verdict string gets NEUTRAL_BADGE (shown, never dropped).
@@ -307,7 +306,7 @@ def run_info(
         f"device {', '.join(sorted(facts['devices']))}" if facts["devices"] else "",
         f"{len(facts['slurm'])} SLURM jobs" if facts["slurm"] else "",
     ]
-    machine = f"{platform.node()} ({platform.system()} {platform.machine()}, {os.cpu_count()} CPUs)"
+    machine = f"{host_description()}, {platform.system()}"  # described, not named: reports get published
     return [
         ("Profile", profile or Path(results_dir).resolve().name),
         ("Commit", f"{commit} ({when})" if commit and when else commit or MISSING),

@@ -75,14 +75,13 @@ class Run:
     overrides: dict
     figures: list = field(default_factory=list)
 
-    def updates(self, run_dir_: str, mongo_url: str = "") -> list[str]:
-        """``m3po train with`` arguments (threads are added by the rule, from Snakemake's {threads})."""
+    def updates(self, run_dir_: str) -> list[str]:
+        """``m3po train with`` arguments (threads are added by the rule, from Snakemake's {threads}; the
+        MongoDB URL travels in ``M3PO_MONGO_URL``, so no log or process list shows its password)."""
         values = {
             "algo": self.algo, "task": self.task, "seed": self.seed, "preset": self.preset,
             "steps": self.steps, "run_dir": run_dir_, "progress": False, **self.overrides,
         }  # fmt: skip
-        if mongo_url:
-            values["mongo_url"] = mongo_url
         return [f"{k}={v}" for k, v in values.items()]
 
 

@@ -91,7 +91,6 @@ def test_a_runs_train_arguments():
         "progress=False", "num_envs=2", "eval_every=128", "eval_episodes=1", "checkpoint_every=64",
         "sac.learning_starts=64", "log_every=32",
     ]  # fmt: skip
-    assert g.runs[key].updates(key, "mongodb://db:27017")[-1] == "mongo_url=mongodb://db:27017"
 
 
 def test_the_train_rules_patterns_are_the_run_directory_pattern():

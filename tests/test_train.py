@@ -173,3 +173,21 @@ def test_discount_is_the_tasks_rule_unless_set(tmp_path, discount, expected):
     finally:
         env.close()
     assert trainer.agent.task_discount.tolist() == pytest.approx([expected])
+
+
+def test_a_run_recorded_before_a_field_existed_resumes_at_its_default(tmp_path):
+    # A switch added later (here ppo.discount) is missing from older records; the run ran with its
+    # default, so a resume at the default goes on and a resume with another value is refused.
+    def interrupt(name, value, step):
+        if step > 64:
+            raise KeyboardInterrupt
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(small_config(), run_dir, on_metrics=interrupt, progress=False).run()
+    config = json.loads((run_dir / "config.json").read_text())
+    del config["ppo"]["discount"]
+    (run_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RunDirectoryError, match=r"differs in: ppo\.discount \(not recorded\)"):
+        Trainer(small_config(ppo={"discount": 0.99}), run_dir, progress=False).run()
+    assert Trainer(small_config(), run_dir, progress=False).run()["resumed_from"] == 64

@@ -68,8 +68,9 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.record = RunRecord(
-            self.run_dir, self.algo, cfg.to_dict(), cfg.steps, self.device, on_metrics, cfg.tensorboard
-        )
+            self.run_dir, self.algo, cfg.to_dict(), cfg.steps, self.device, on_metrics, cfg.tensorboard,
+            field_defaults=type(cfg)().to_dict(),
+        )  # fmt: skip
         self.schedule = Schedule.of(cfg)
         self.state = self.schedule.initial_state()
         self.resumed_from: int | None = None

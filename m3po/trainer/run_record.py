@@ -105,6 +105,8 @@ class RunRecord:
     :param on_metrics: callback ``(name, value, step)`` for every scalar (Sacred's ``log_scalar``)
     :param tensorboard: also write every scalar to TensorBoard event files in ``run_dir/tensorboard``
         (the names of train.jsonl; evaluations as ``eval/score_mean`` and ``eval/<field>/<task>``)
+    :param field_defaults: the config class's defaults (``cfg.to_dict()`` of a default config): on a
+        resume, a key ``config.json`` lacks (recorded before its field existed) counts as this value
     """
 
     def __init__(
@@ -116,9 +118,11 @@ class RunRecord:
         device: torch.device,
         on_metrics: MetricsCallback | None = None,
         tensorboard: bool = False,
+        field_defaults: dict[str, Any] | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.config = {"algo": algo, **config}
+        self.field_defaults = as_json(field_defaults or {})
         self.steps_total = steps_total
         self.device = device
         self.on_metrics: MetricsCallback = on_metrics or (lambda name, value, step: None)
@@ -155,8 +159,9 @@ class RunRecord:
         if recorded is None:
             write_json_atomic(self.run_dir / CONFIG_FILE, self.config)
         else:
-            # A run recorded before the `portable` field existed ran without it.
-            diff = config_differences(recorded, as_json(self.config), defaults={"portable": False})
+            # A key the record lacks was written before its field existed: the run ran with the
+            # field's default (a new switch keeps the old behaviour there), so only another value differs.
+            diff = config_differences(recorded, as_json(self.config), defaults=self.field_defaults)
             if diff:
                 raise RunDirectoryError(
                     f"{self.run_dir} was started with another config (differs in: {', '.join(diff)}); "
