@@ -7,8 +7,10 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import math
 import platform
 import re
+import shutil
 import sys
 import types
 from itertools import count
@@ -18,13 +20,18 @@ from typing import Any
 import pytest
 
 from m3po.record import host_description, path_roots, redact, redact_text
-from suite import experiment
+from suite import experiment, publish
 from suite.cli import main
 from suite.publish import (
     EVIDENCE_DIR,
+    Reproduction,
     ShipError,
+    check_complete,
     check_shippable,
+    comparability,
     find_runs,
+    first_evaluation_budget,
+    reproduce_first_evaluation,
     scan_for_unsafe,
     scan_text,
     ship_runs,
@@ -207,6 +214,233 @@ def test_shipping_copies_only_the_shipped_files_of_finished_runs(real_run, tmp_p
         ship_runs(root, dest)
 
 
+# ------------------------------------------------------------- complete runs, and their reproduction
+@pytest.fixture(scope="module")
+def shipped_run(real_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real run as shipped (its shipped files only, no checkpoints), in a directory of its own."""
+    root, _, _ = real_run
+    (shipped,) = ship_runs(root, tmp_path_factory.mktemp("shipped"))
+    return shipped
+
+
+def _copy(run: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """(a directory of runs holding a copy of ``run``, the copy)."""
+    root = tmp_path / "runs"
+    shutil.copytree(run, root / "m3po" / "mw-reach" / "seed1")
+    return root, root / "m3po" / "mw-reach" / "seed1"
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines(keepends=True)
+
+
+def _status(run: Path, **changes: Any) -> None:
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, **changes}))
+
+
+INCOMPLETE = {
+    # name: (how the shipped copy is spoiled, what check_complete says, what ship_runs says)
+    "eval.jsonl truncated": (
+        lambda run: (run / "eval.jsonl").write_text("".join(_lines(run / "eval.jsonl")[:-1])),
+        "eval.jsonl: no evaluation at the final step 32 (last: 0)",
+        "incomplete: eval.jsonl: no evaluation at the final step 32",
+    ),
+    "eval.jsonl cut mid-line": (
+        lambda run: (run / "eval.jsonl").write_text((run / "eval.jsonl").read_text()[:-20]),
+        "eval.jsonl line 2 is not JSON",
+        "incomplete: eval.jsonl line 2 is not JSON",
+    ),
+    "status running": (
+        lambda run: _status(run, status="running"),
+        "status.json: the run is not finished (status 'running')",
+        "the run is not finished (status 'running')",
+    ),
+    "short of its budget": (
+        lambda run: _status(run, steps_total=64),
+        "status.json: step 32 is short of steps_total 64",
+        "incomplete: status.json: step 32 is short of steps_total 64",
+    ),
+    "train.jsonl missing": (
+        lambda run: (run / "train.jsonl").unlink(),
+        "train.jsonl is missing",
+        "it lacks train.jsonl",
+    ),
+    "eval step twice": (
+        lambda run: (run / "eval.jsonl").write_text("".join(_lines(run / "eval.jsonl") * 2)),
+        "eval.jsonl: task mw-reach: step 0 after step 32 (line 3)",
+        "incomplete: eval.jsonl: task mw-reach: step 0 after step 32",
+    ),
+    "train step twice": (
+        lambda run: (run / "train.jsonl").write_text("".join(_lines(run / "train.jsonl") * 2)),
+        "train.jsonl: step 32 twice (line 2)",
+        "incomplete: train.jsonl: step 32 twice",
+    ),
+    "no evaluation at step 0": (
+        lambda run: (run / "eval.jsonl").write_text("".join(_lines(run / "eval.jsonl")[1:])),
+        "eval.jsonl: no evaluation at step 0",
+        "incomplete: eval.jsonl: no evaluation at step 0",
+    ),
+    "Sacred's record missing": (
+        lambda run: shutil.rmtree(run / "sacred" / "attempt1"),
+        "sacred: Sacred records none, not attempt1.. one per start",
+        "incomplete: sacred: Sacred records none",
+    ),
+    "last Sacred record not completed": (
+        lambda run: (run / "sacred" / "attempt1" / "run.json").write_text(
+            (run / "sacred" / "attempt1" / "run.json").read_text().replace('"COMPLETED"', '"INTERRUPTED"')
+        ),
+        "sacred/attempt1/run.json: the last attempt's status is 'INTERRUPTED', not COMPLETED",
+        "incomplete: sacred/attempt1/run.json: the last attempt's status is 'INTERRUPTED'",
+    ),
+}
+
+
+def test_a_shipped_run_is_complete(shipped_run):
+    assert check_complete(shipped_run) == []
+
+
+@pytest.mark.parametrize("case", INCOMPLETE)
+def test_an_incomplete_run_is_caught_and_not_shipped(shipped_run, tmp_path, case):
+    spoil, problem, refusal = INCOMPLETE[case]
+    root, run = _copy(shipped_run, tmp_path)
+    spoil(run)
+    problems = check_complete(run)
+    assert any(p.startswith(problem) for p in problems), problems
+    dest = tmp_path / "evidence"
+    with pytest.raises(ShipError) as err:
+        ship_runs(root, dest)
+    message = str(err.value)
+    assert message.startswith(f"{run}: not shipped: ") and refusal in message and "\n" not in message
+    assert not dest.exists()  # refused before anything is copied
+
+
+def test_a_start_refused_before_training_leaves_a_failed_record_that_does_not_count(shipped_run, tmp_path):
+    # `m3po train` asked with another config is refused after Sacred started its record: attempt2 FAILED,
+    # status.json unchanged; the resume that follows is attempt3, status.json's second attempt.
+    _, run = _copy(shipped_run, tmp_path)
+    sacred = run / "sacred"
+    first = json.loads((sacred / "attempt1" / "run.json").read_text())
+    started = json.loads((run / "status.json").read_text())["attempts"][0]["started"]
+    for n, status in ((2, "FAILED"), (3, "COMPLETED")):
+        (sacred / f"attempt{n}").mkdir()
+        later = {**first, "status": status, "start_time": f"2100-01-01T00:0{n}:00.000001"}
+        (sacred / f"attempt{n}" / "run.json").write_text(json.dumps(later))
+    resumed = {"started": 4102444950.0, "resumed_from_step": 0}  # 2100-01-01T00:02:30 UTC: in attempt2
+    _status(run, attempts=[{"started": started}, resumed])
+    assert check_complete(run) == [
+        "sacred/attempt3: no attempt of status.json ran in it, and it did not fail (status 'COMPLETED')",
+        "sacred/attempt3: started after the last attempt of status.json",
+    ]
+    resumed["started"] = 4102444990.0  # 00:03:10: in attempt3, after the refused attempt2
+    _status(run, attempts=[{"started": started}, resumed])
+    assert check_complete(run) == []
+    refused = json.loads((sacred / "attempt2" / "run.json").read_text())
+    (sacred / "attempt2" / "run.json").write_text(json.dumps({**refused, "status": "INTERRUPTED"}))
+    assert check_complete(run) == [
+        "sacred/attempt2: no attempt of status.json ran in it, and it did not fail (status 'INTERRUPTED')"
+    ]
+
+
+@pytest.fixture(scope="module")
+def reproduction(shipped_run, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Reproduction]:
+    """The shipped run's first evaluation retrained here (about 10 s): (the work directory, the result)."""
+    workdir = tmp_path_factory.mktemp("reproduce")
+    return workdir, reproduce_first_evaluation(shipped_run, workdir)
+
+
+def test_the_first_evaluation_reproduces_exactly_on_this_machine(shipped_run, reproduction):
+    workdir, result = reproduction
+    assert result.matched is True, result.reason
+    assert result.step == 32 and result.recorded == result.reproduced
+    assert result.reason.startswith("identical at step 32 on 1 task(s), retrained on ")
+    # It was retrained: a run of its own, through `m3po train`, from config.json alone.
+    (rerun,) = [p for p in workdir.iterdir() if p.is_dir()]
+    recorded = [json.loads(line) for line in _lines(shipped_run / "eval.jsonl")]
+    retrained = [json.loads(line) for line in _lines(rerun / "eval.jsonl")]
+    assert recorded == retrained  # every number, every float's every bit
+    config = json.loads((rerun / "config.json").read_text())
+    assert config == {
+        **json.loads((shipped_run / "config.json").read_text()),
+        "device": "cpu",
+        "tensorboard": False,
+    }
+
+
+def test_a_doctored_score_is_a_mismatch(shipped_run, reproduction, tmp_path):
+    workdir, _ = reproduction
+    before = sorted(workdir.iterdir())
+    _, run = _copy(shipped_run, tmp_path)
+    rows = [json.loads(line) for line in _lines(run / "eval.jsonl")]
+    rows[-1]["return"] = math.nextafter(rows[-1]["return"], math.inf)  # the last bit of one float
+    (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = reproduce_first_evaluation(run, workdir)
+    assert result.matched is False and result.step == 32
+    assert result.reason.startswith("differs at step 32: mw-reach return ") and "retrained" in result.reason
+    rows[-1]["score"] = rows[-1]["score_mean"] = 99.0
+    (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = reproduce_first_evaluation(run, workdir)
+    assert (result.matched, result.recorded) == (False, 99.0) and result.reproduced != 99.0
+    assert sorted(workdir.iterdir()) == before  # the finished retrain was read again, not retrained
+
+
+def _spoil_compute(run: Path, **changes: Any) -> None:
+    status = json.loads((run / "status.json").read_text())
+    status["attempts"][0]["compute"].update(changes)
+    (run / "status.json").write_text(json.dumps(status))
+
+
+def test_another_cpu_capability_is_not_comparable_and_trains_nothing(shipped_run, tmp_path, monkeypatch):
+    _, run = _copy(shipped_run, tmp_path)
+    here = json.loads((run / "status.json").read_text())["attempts"][0]["compute"]["torch_cpu_capability"]
+    other = "AVX2" if here != "AVX2" else "AVX512"
+    _spoil_compute(run, torch_cpu_capability=other)
+
+    def no_training(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("nothing may be trained")
+
+    monkeypatch.setattr(publish.subprocess, "run", no_training)
+    result = reproduce_first_evaluation(run, tmp_path / "work")
+    assert result.matched is None and (result.step, result.reproduced) == (32, None)
+    assert (
+        result.reason.startswith("not comparable exactly: recorded on ") and f"torch {other}" in result.reason
+    )
+    assert "this machine " in result.reason and "(differs in torch_cpu_capability)" in result.reason
+    assert not (tmp_path / "work").exists()
+
+
+def test_portable_mode_is_comparable_on_another_x86_cpu_and_versions_must_match(shipped_run, tmp_path):
+    _, run = _copy(shipped_run, tmp_path)
+    _spoil_compute(run, cpu_model="AMD EPYC 7763 64-Core Processor", torch_cpu_capability="DEFAULT")
+    assert comparability(run, 32)[0].startswith("not comparable exactly: recorded on AMD EPYC 7763")
+    _spoil_compute(run, portable=True)
+    assert comparability(run, 32) == (None, 1)  # exact across x86-64 CPUs, on one thread
+    _spoil_compute(run, machine="aarch64")
+    assert "differs in machine" in comparability(run, 32)[0]
+    _spoil_compute(run, machine=platform.machine())
+    info = run / "sacred" / "attempt1" / "info.json"
+    record = json.loads(info.read_text())
+    record["versions"]["torch"] = "1.0.0"
+    info.write_text(json.dumps(record))
+    assert comparability(run, 32)[0].startswith(
+        "not comparable exactly: recorded with torch 1.0.0 (this machine "
+    )
+
+
+def test_the_retrain_budget_goes_one_iteration_on_where_a_checkpoint_cut_the_first_interval(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"steps": 96, "checkpoint_every": 32, "num_envs": 2}))
+    (run / "status.json").write_text(json.dumps({"steps_total": 96}))
+    (run / "train.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in (16, 32, 48)))
+    assert first_evaluation_budget(run, 32) == 34  # a checkpoint at 32 marked its last step as cut
+    (run / "config.json").write_text(json.dumps({"steps": 96, "checkpoint_every": 40, "num_envs": 2}))
+    assert first_evaluation_budget(run, 32) == 32  # none due at the iteration ending at 32
+    assert first_evaluation_budget(run, 48) == 48 + 2  # 40 fell in the iteration (32, 48]
+    (run / "status.json").write_text(json.dumps({"steps_total": 48}))
+    assert first_evaluation_budget(run, 48) == 48  # the final iteration is never cut
+
+
 # ------------------------------------------------------------------------------ Sacred's records
 def test_sacred_rewrites_captured_output_and_failure_traces(tmp_path):
     from sacred import Experiment
@@ -357,10 +591,18 @@ def test_the_suites_sources_pass_the_scan():
 
 # ------------------------------------------------------------------------------------ refusals
 def _fake_run(run_dir: Path, status: str, extra: str = "") -> Path:
+    """A run record complete in form (check_complete passes when ``status`` is finished), and a checkpoint."""
     run_dir.mkdir(parents=True)
-    (run_dir / "config.json").write_text('{"algo": "m3po"}\n')
-    (run_dir / "status.json").write_text(json.dumps({"status": status, "step": 32, "error": extra}))
-    (run_dir / "eval.jsonl").write_text('{"step": 32, "score_mean": 1.0}\n')
+    (run_dir / "config.json").write_text('{"algo": "m3po", "steps": 32}\n')
+    attempts = [{"started": 1796616752.5, "resumed_from_step": None}]
+    record = {"status": status, "step": 32, "steps_total": 32, "error": extra, "attempts": attempts}
+    (run_dir / "status.json").write_text(json.dumps(record))
+    rows = [{"step": s, "task": "mw-reach", "score": 1.0, "score_mean": 1.0} for s in (0, 32)]
+    (run_dir / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run_dir / "train.jsonl").write_text('{"step": 32, "iteration": 1}\n')
+    (run_dir / "sacred" / "attempt1").mkdir(parents=True)
+    sacred = {"status": "COMPLETED", "start_time": "2026-12-07T04:12:30.000001"}  # UTC, before the start
+    (run_dir / "sacred" / "attempt1" / "run.json").write_text(json.dumps(sacred))
     (run_dir / "checkpoints").mkdir()
     (run_dir / "checkpoints" / "latest.pt").write_bytes(b"\0")
     return run_dir
@@ -390,7 +632,9 @@ def test_shipping_refuses_an_unfinished_or_unsafe_run_and_copies_nothing(tmp_pat
     assert [p.name for p in check_shippable(runs / "a" / "seed1")] == [
         "config.json",
         "eval.jsonl",
+        "run.json",
         "status.json",
+        "train.jsonl",
     ]
     assert ship_runs(runs, dest, runs=[runs / "a" / "seed1"]) == [dest / "a" / "seed1"]
     assert not (dest / "a" / "seed1" / "checkpoints").exists()
@@ -411,3 +655,25 @@ def test_every_shipped_file_is_safe_to_publish():
                 assert DESCRIPTION.match(str(attempt.get("host"))), (path, attempt.get("host"))
         elif path.name == "run.json" and path.parent.parent.name == "sacred":
             assert DESCRIPTION.match(str(json.loads(path.read_text())["host"]["hostname"])), path
+
+
+def _shipped_runs() -> list[Path]:
+    evidence = ROOT / EVIDENCE_DIR
+    runs = find_runs(evidence) if evidence.is_dir() else []
+    if not runs:
+        pytest.skip(f"no shipped runs exist yet (no {EVIDENCE_DIR}/**/status.json)")
+    return runs
+
+
+def test_every_shipped_run_is_finished_and_complete():
+    problems = [f"{run.relative_to(ROOT)}: {p}" for run in _shipped_runs() for p in check_complete(run)]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_the_first_shipped_run_reproduces_its_first_evaluation_exactly(tmp_path):
+    run = _shipped_runs()[0]
+    result = reproduce_first_evaluation(run, tmp_path)
+    if result.matched is None:
+        pytest.skip(f"{run.relative_to(ROOT)}: {result.reason}")
+    assert result.matched, f"{run.relative_to(ROOT)}: {result.reason}"
