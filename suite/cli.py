@@ -132,8 +132,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         description=(
             "Copy the finished runs under RUNS to the same paths under DEST: config, status, logs and "
             "Sacred's records, no checkpoints or TensorBoard files (suite/publish.py). Every run is "
-            "checked first: an unfinished run, or a file with an absolute path, this host's name or a "
-            "password, stops it with one line."
+            "checked first: an incomplete run (suite.publish.check_complete), or a file with an "
+            "absolute path, this host's name or a password, stops it with one line."
         ),
     )
     ship.add_argument("runs", type=Path, help="a run directory, or a directory of runs")
