@@ -160,19 +160,6 @@ def refusal(threads: int = 0) -> str | None:
     )
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Model", "cpu model"):
-                    return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def cpu_flags() -> list[str]:
     """The CPU's SIMD flags that decide the libraries' code paths (sse4_2, avx, avx2, fma, avx512*)."""
     try:
@@ -190,6 +177,8 @@ def cpu_flags() -> list[str]:
 def host_facts() -> dict[str, object]:
     """What a run records of the CPU and the settings in force (torch's and numpy's choices are added by
     :func:`m3po.trainer.run_record.compute_facts`)."""
+    from m3po.record import cpu_model  # here, not on top: this module loads on the standard library alone
+
     return {
         "cpu_model": cpu_model(),
         "cpu_flags": cpu_flags(),

@@ -226,12 +226,23 @@ def format_score(value: float | None) -> str:
 
 
 # ------------------------------------------------------------------------------------ publishable
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "cpu model"):
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def host_description() -> str:
     """The machine a run ran on, as records name it: CPU model, logical CPU count and architecture,
     e.g. ``Intel(R) Xeon(R) Processor @ 2.80GHz, 2 logical CPUs, x86_64``; never its host name, which
     identifies a machine without telling what decides speed or results."""
-    from m3po.portable import cpu_model  # standard library only, like this module
-
     return f"{cpu_model()}, {os.cpu_count()} logical CPUs, {platform.machine()}"
 
 

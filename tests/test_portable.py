@@ -22,6 +22,7 @@ import torch
 from m3po import portable
 from m3po.config import ConfigError
 from m3po.errors import RunDirectoryError
+from m3po.record import cpu_model
 from m3po.registration import make_config
 from m3po.trainer.run_record import RunRecord
 
@@ -129,7 +130,7 @@ def test_a_run_records_the_cpu_the_kernels_and_portable_mode(portable_runs) -> N
     run = portable_runs["AVX2"]
     assert json.loads((run / "config.json").read_text())["portable"] is True
     facts = attempt(run)["compute"]
-    assert facts["cpu_model"] == portable.cpu_model() and facts["cpu_model"]
+    assert facts["cpu_model"] == cpu_model() and facts["cpu_model"]
     assert facts["portable"] is True and facts["torch_cpu_capability"] == "DEFAULT"
     assert facts["torch_threads"] == 1 and facts["numpy_simd"] == []
     settings = facts["settings"]
@@ -187,10 +188,15 @@ def test_a_resume_with_another_portable_value_is_refused(tmp_path) -> None:
     (tmp_path / "config.json").write_text(json.dumps(recorded))
     with pytest.raises(RunDirectoryError, match=r"differs in: portable\)"):
         RunRecord(tmp_path, "m3po", cfg.to_dict(), 32, torch.device("cpu")).open()
-    # A run recorded before the field existed ran without portable mode: it resumes as it was.
+    # A run recorded before the field existed ran without portable mode (the field's default, which
+    # the trainer passes): it resumes as it was.
     del recorded["portable"]
     (tmp_path / "config.json").write_text(json.dumps(recorded))
-    assert RunRecord(tmp_path, "m3po", cfg.to_dict(), 32, torch.device("cpu")).open() is None
+    defaults = type(cfg)().to_dict()
+    assert (
+        RunRecord(tmp_path, "m3po", cfg.to_dict(), 32, torch.device("cpu"), field_defaults=defaults).open()
+        is None
+    )
 
 
 def test_the_environment_and_the_words_that_ask_for_it() -> None:
