@@ -152,7 +152,43 @@ def described_host(host_info: Mapping[str, Any]) -> dict[str, Any]:
     return {**host_info, "hostname": host_description()}
 
 
-class SafeFileStorageObserver(FileStorageObserver):
+class _DescribedHostEvents:
+    """Sacred observer events that record the host by :func:`described_host`; ``_event_id`` picks the
+    id the observer is given (the file observer's ``attemptN``; MongoDB's own next id for Mongo)."""
+
+    def _event_id(self, _id: Any) -> Any:
+        return _id
+
+    def queued_event(
+        self,
+        ex_info: dict,
+        command: str,
+        host_info: dict,
+        queue_time: Any,
+        config: dict,
+        meta_info: dict,
+        _id: Any,
+    ) -> Any:
+        return super().queued_event(
+            ex_info, command, described_host(host_info), queue_time, config, meta_info, self._event_id(_id)
+        )
+
+    def started_event(
+        self,
+        ex_info: dict,
+        command: str,
+        host_info: dict,
+        start_time: Any,
+        config: dict,
+        meta_info: dict,
+        _id: Any,
+    ) -> Any:
+        return super().started_event(
+            ex_info, command, described_host(host_info), start_time, config, meta_info, self._event_id(_id)
+        )
+
+
+class SafeFileStorageObserver(_DescribedHostEvents, FileStorageObserver):
     """Sacred's file observer, writing records that are safe to publish: the JSON files it writes
     (run.json, config.json, info.json) through :func:`m3po.record.redact`, the host by
     description, and ``cout.txt`` rewritten too, line by line (Sacred appends from a cursor, but a
@@ -168,35 +204,10 @@ class SafeFileStorageObserver(FileStorageObserver):
         self._cout_lines = self._cout_bytes = 0  # cout.txt's complete lines: characters read, bytes written
         super().__init__(basedir, **kwargs)
 
-    def queued_event(
-        self,
-        ex_info: dict,
-        command: str,
-        host_info: dict,
-        queue_time: Any,
-        config: dict,
-        meta_info: dict,
-        _id: Any,
-    ) -> Any:
-        return super().queued_event(
-            ex_info, command, described_host(host_info), queue_time, config, meta_info, _id
-        )
-
-    def started_event(
-        self,
-        ex_info: dict,
-        command: str,
-        host_info: dict,
-        start_time: Any,
-        config: dict,
-        meta_info: dict,
-        _id: Any,
-    ) -> Any:
+    def started_event(self, *args: Any, **kwargs: Any) -> Any:
         # The sources are copied from the real base_dir first; only what is written is rewritten.
         self._cout_lines = self._cout_bytes = 0  # a new attempt's cout.txt
-        return super().started_event(
-            ex_info, command, described_host(host_info), start_time, config, meta_info, _id
-        )
+        return super().started_event(*args, **kwargs)
 
     def save_json(self, obj: Any, filename: str) -> None:
         from sacred.serializer import flatten
@@ -274,7 +285,7 @@ class _RedactingWrites:
         return getattr(self._target, name)
 
 
-class SafeMongoObserver(MongoObserver):
+class SafeMongoObserver(_DescribedHostEvents, MongoObserver):
     """Sacred's MongoDB observer, writing what :class:`SafeFileStorageObserver` writes: every document
     and source file name through :func:`m3po.record.redact`, the host by description. Each attempt gets
     MongoDB's own next id: the ``attemptN`` id names the file record's directory, and as MongoDB's
@@ -300,33 +311,8 @@ class SafeMongoObserver(MongoObserver):
         runs, store = _RedactingWrites(runs_collection, self.roots), _RedactingWrites(fs, self.roots)
         super().initialize(runs, store, *args, **kwargs)
 
-    def queued_event(
-        self,
-        ex_info: dict,
-        command: str,
-        host_info: dict,
-        queue_time: Any,
-        config: dict,
-        meta_info: dict,
-        _id: Any,
-    ) -> Any:
-        return super().queued_event(
-            ex_info, command, described_host(host_info), queue_time, config, meta_info, None
-        )
-
-    def started_event(
-        self,
-        ex_info: dict,
-        command: str,
-        host_info: dict,
-        start_time: Any,
-        config: dict,
-        meta_info: dict,
-        _id: Any,
-    ) -> Any:
-        return super().started_event(
-            ex_info, command, described_host(host_info), start_time, config, meta_info, None
-        )
+    def _event_id(self, _id: Any) -> None:
+        return None  # MongoDB's own next id (see the class docstring)
 
 
 def mongo_observer(url: str, roots: Mapping[str, str]) -> RunObserver:
