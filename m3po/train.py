@@ -7,6 +7,7 @@ is M3PO's: one iteration is ``rollout_len`` steps of every env, then one :meth:`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,16 @@ import torch
 from m3po.agent import M3POAgent, Rollout
 from m3po.config import M3POConfig
 from m3po.envs import VecEnv
+from m3po.envs.registry import TaskInfo
 from m3po.evaluation import episode_seed
 from m3po.trainer import OnlineTrainer
 from m3po.trainer.run_record import MetricsCallback
+
+
+def task_discounts(cfg: M3POConfig, task_infos: Sequence[TaskInfo]) -> torch.Tensor:
+    """(n_tasks,) discount of each task: ``ppo.discount`` for every task, or where it is 0 each task's
+    own (the spec's rule, :attr:`m3po.envs.registry.TaskInfo.discount`)."""
+    return torch.tensor([cfg.ppo.discount or info.discount for info in task_infos])
 
 
 class Trainer(OnlineTrainer):
@@ -34,10 +42,9 @@ class Trainer(OnlineTrainer):
     cfg: M3POConfig
 
     def build(self, env: VecEnv) -> None:
-        discount = self.cfg.ppo.discount  # 0: each task's own (the spec's rule)
-        task_discount = torch.tensor([discount or info.discount for info in env.task_infos])
         action_mask = torch.as_tensor(env.task_action_mask)
-        self.agent = M3POAgent(self.cfg, env.obs_dim, env.act_dim, action_mask, task_discount, self.device)
+        discount = task_discounts(self.cfg, env.task_infos)
+        self.agent = M3POAgent(self.cfg, env.obs_dim, env.act_dim, action_mask, discount, self.device)
         self.task_ids = torch.as_tensor(env.task_ids, device=self.device)
 
     def load(self, checkpoint: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ from m3po.envs import make_vec_env
 from m3po.envs.registry import resolve_tasks
 from m3po.errors import RunDirectoryError
 from m3po.evaluation import evaluate_planning_agent
+from m3po.train import task_discounts
 from m3po.trainer.run_record import CHECKPOINT
 from suite.bench import at_least
 
@@ -86,12 +87,12 @@ def evaluate_run(
     out: dict[str, Any] = {"step": step}
     env = make_vec_env(values["task"], len(resolve_tasks(values["task"])), seed=values["seed"])  # sizes only
     try:
-        discount = torch.tensor([info.discount for info in env.task_infos])
         mask = torch.as_tensor(env.task_action_mask)
         for rule in RULES + ((SET_RULE,) if overrides else ()):
             cfg = _rule_config(values, rule, overrides or {})
             # A fresh agent per rule: its generator starts from the run seed each time, so every rule
             # draws the same planner noise and the comparison stays paired.
+            discount = task_discounts(cfg, env.task_infos)  # the run's (ppo.discount), as it trained
             agent = M3POAgent(cfg, env.obs_dim, env.act_dim, mask, discount, device)
             agent.model.load_state_dict(checkpoint["agent"]["model"])
             # The set rule plans as its config says; the others as their names say.

@@ -99,14 +99,10 @@ def _run_one(run_dir: Path, task: str, seed: int, steps: int, extra: list[str]) 
         subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
 
 
-# A run's figure at N is its first evaluation at or past N, within READ_TOLERANCE (5%) of N: M3PO's cpu
-# preset evaluates on 2,048-step iteration boundaries, so "100k" is 100,352. The rule is the claims
-# report's (analysis.verdicts.read_at, READ_TOLERANCE), which it shares.
-
-
 def _summarise(run_dir: Path, task: str, at: tuple[int, ...]) -> dict[str, Any]:
     """A finished run's final score, its scores at the steps ``at`` (each the run's first evaluation at
-    or past it, within :data:`READ_TOLERANCE`), and its last clip share."""
+    or past it, within :data:`READ_TOLERANCE`: the claims report's rule; M3PO's 100k is 100,352), and
+    its last clip share."""
     evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
     train = [json.loads(line) for line in (run_dir / "train.jsonl").read_text().splitlines()]
     by_step = {row["step"]: row["score"] for row in evals if row.get("task", task) == task}
@@ -124,7 +120,7 @@ def _summarise(run_dir: Path, task: str, at: tuple[int, ...]) -> dict[str, Any]:
     return {
         "score": evals[-1]["score"],
         "at": {step: by_step[s] for step, s in read.items()},
-        "read_at": {step: s for step, s in read.items()},
+        "read_at": read,
         "clip_fraction_last": clip,
     }
 
