@@ -8,6 +8,9 @@ validation error).
 
 Run directories follow the one pattern of :func:`m3po.record.run_dir_path`:
 ``results/runs/{profile}/{algo}/{task}/{variant}/seed{n}``; a run's marker is ``<run_dir>.done``.
+A run shipped with the repository (``m3po ship``: ``results/evidence/{profile}/...``, the same pattern)
+stands in for its training when it is finished and records the config the grid asks for: the grid then
+names its shipped directory instead (:attr:`Grid.shipped`), no job trains it, and the analysis reads it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from pathlib import Path
 import yaml
 
 from m3po.envs.registry import UnknownTaskError, resolve_tasks
-from m3po.record import run_dir_path
+from m3po.record import FINISHED, STATUS_FILE, config_differences, read_config, read_status, run_dir_path
+from suite.publish import EVIDENCE_DIR
 from suite.registry import ALGORITHMS, ALGOS
 
 FIGURES = ("fig3a", "fig3b", "fig3c", "fig4", "ablations")
@@ -92,6 +96,8 @@ class Grid:
     spec: dict  # the grid, top-level defaults filled in
     runs: dict[str, Run]  # run directory -> run
     members: dict[str, list[str]]  # figure -> run directories
+    shipped: set[str] = field(default_factory=set)  # the run directories that are shipped runs
+    stale: dict[str, str] = field(default_factory=dict)  # shipped run not used -> why (trained instead)
 
     @property
     def profile(self) -> str:
@@ -112,6 +118,11 @@ class Grid:
             variants = self.spec["figures"]["ablations"].get("variants", ["default"])
             stems = [f"ablation-{key}" for key in sorted({v.split("=")[0] for v in variants} - {"default"})]
         return [f"{self.out}/figures/{stem}.{ext}" for stem in stems for ext in ("png", "pdf")]
+
+    def done_file(self, key: str) -> str:
+        """The file that says run ``key`` is done: its marker, or a shipped run's status.json (no job
+        makes it, so none trains the run)."""
+        return f"{key}/{STATUS_FILE}" if key in self.shipped else marker(key)
 
     def failed_runs(self, workdir: Path = Path(".")) -> list[str]:
         """Runs whose marker says they failed for good (a NaN loss), each with its error: the figures
@@ -286,12 +297,68 @@ def expand_grid(grid: dict) -> tuple[dict[str, Run], dict[str, list[str]]]:
     return runs, members
 
 
-def load(cfg: dict, config_dir: Path, schema_dir: Path) -> Grid:
-    """Validate the workflow config ``cfg``, load its grid, validate that, and expand it.
+def shipped_dir(run_dir_: str) -> str:
+    """Where ``m3po ship`` puts a workflow run: the same path under ``results/evidence``."""
+    return str(EVIDENCE_DIR / Path(run_dir_).relative_to(RUNS_ROOT))
+
+
+def run_dir_of_shipped(shipped: str) -> str:
+    """The workflow run a shipped directory stands in for (the inverse of :func:`shipped_dir`)."""
+    return str(Path(RUNS_ROOT) / Path(shipped).relative_to(EVIDENCE_DIR))
+
+
+def why_not_shipped(run: Run, key: str, workdir: Path) -> str | None:
+    """Whether run ``key``'s shipped copy can stand in for its training: None when it has none, ""
+    when it can, else why not (not finished, or the keys where its recorded config differs from the
+    grid's).
+
+    :param run: the grid's run
+    :param key: its run directory under ``results/runs``
+    :param workdir: the directory the workflow runs in
+    """
+    shipped = workdir / shipped_dir(key)
+    if not (shipped / STATUS_FILE).is_file():
+        return None
+    status = read_status(shipped).get("status")
+    if status != FINISHED:
+        return f"not finished (status {status!r})"
+    recorded = read_config(shipped)
+    if recorded is None:
+        return "its config.json is missing"
+    from suite.experiment import recorded_config  # Sacred's parser: only where runs are shipped
+
+    # threads: a runtime key, which config_differences passes over (any value compares the same).
+    wanted, defaults = recorded_config([*run.updates(key), "threads=1"])
+    differ = config_differences(recorded, wanted, defaults)
+    return f"differs from the grid in {', '.join(differ)}" if differ else ""
+
+
+def _use_shipped(
+    runs: dict[str, Run], members: dict[str, list[str]], workdir: Path
+) -> tuple[dict[str, Run], dict[str, list[str]], set[str], dict[str, str]]:
+    """``runs`` and ``members`` with every shipped run that can stand in for its training in its
+    place; also the shipped directories in use, and those that cannot stand in, with why."""
+    moved, stale = {}, {}
+    for key, run in runs.items():
+        why = why_not_shipped(run, key, workdir)
+        if why:
+            stale[shipped_dir(key)] = f"{why}: trained as {key}"
+        elif why is not None:
+            moved[key] = shipped_dir(key)
+    runs = {moved.get(key, key): run for key, run in runs.items()}
+    members = {fig: [moved.get(key, key) for key in keys] for fig, keys in members.items()}
+    return runs, members, set(moved.values()), stale
+
+
+def load(cfg: dict, config_dir: Path, schema_dir: Path, workdir: Path | None = None) -> Grid:
+    """Validate the workflow config ``cfg``, load its grid, validate that, and expand it; given a
+    ``workdir`` and with ``shipped`` on (the workflow's default), every run shipped under
+    ``workdir/results/evidence`` that can stand in for its training does (:func:`why_not_shipped`).
 
     :param cfg: the workflow config (``config/workflow.yaml`` with ``--config``/``--configfile``)
     :param config_dir: where the profiles' grids are (``config/``)
     :param schema_dir: where ``workflow.schema.yaml`` and ``grid.schema.yaml`` are
+    :param workdir: the directory the workflow runs in, where shipped runs are looked for (None: not)
     :raises GridError: a bad profile, task, override or run conflict
     :raises snakemake.exceptions.WorkflowError: a value the JSON schema refuses
     """
@@ -302,4 +369,6 @@ def load(cfg: dict, config_dir: Path, schema_dir: Path) -> Grid:
     validate(grid, str(Path(schema_dir) / "grid.schema.yaml"), set_default=True)
     grid = {**copy.deepcopy(DEFAULTS), **grid}
     runs, members = expand_grid(grid)
-    return Grid(grid, runs, members)
+    if workdir is None or str(cfg.get("shipped", True)).lower() == "false":  # --config gives a string
+        return Grid(grid, runs, members)
+    return Grid(grid, *_use_shipped(runs, members, Path(workdir)))

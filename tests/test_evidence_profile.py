@@ -7,6 +7,7 @@ each algorithm's update size.
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from suite import grid as grids
 from suite.bench import learning
 from suite.cli import main
 from suite.experiment import recorded_config
+from suite.publish import EVIDENCE_DIR, find_runs
 from suite.registry import ALGORITHMS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,3 +195,20 @@ def test_a_figure_aggregates_each_algorithm_over_the_tasks_it_ran():
     assert list(result.algos["sac"].steps) == [0, 50_000, 100_000]
     assert result.algos["sac"].final_scores.shape == (3, 2)
     assert "sac" in result.improvement  # over the 2 tasks both ran
+
+
+def test_make_figures_trains_none_of_the_shipped_evidence(grid, tmp_path):
+    from test_workflow import planned_runs, snakemake
+
+    evidence = ROOT / EVIDENCE_DIR
+    shipped = find_runs(evidence / "evidence") if (evidence / "evidence").is_dir() else []
+    if not shipped:
+        pytest.skip(f"no run of the evidence profile is shipped yet ({EVIDENCE_DIR}/evidence)")
+    # A fresh clone: the shipped runs and nothing trained.
+    shutil.copytree(evidence, tmp_path / EVIDENCE_DIR)
+    done = snakemake(tmp_path, "-n", "figures", profile="evidence")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "not used" not in done.stderr, done.stderr[-3000:]
+    trained_here = {grids.run_dir_of_shipped(str(run.relative_to(ROOT))) for run in shipped}
+    # Once every run ships, this is the empty set: `make figures` trains nothing.
+    assert planned_runs(done, "evidence") == set(grid.runs) - trained_here

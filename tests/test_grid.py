@@ -255,3 +255,47 @@ def test_recorded_config_is_what_a_run_records():
     assert config_differences(wanted, wanted, defaults) == []
     other, _ = recorded_config([*updates, "steps=256", "threads=4"])
     assert config_differences(wanted, other, defaults) == ["steps"]  # threads is a runtime key
+
+
+def _ship(workdir: Path, key: str, config: dict, status: str = "finished") -> Path:
+    """A shipped copy of run ``key`` as far as the grid reads it: its status and recorded config."""
+    shipped = workdir / grids.shipped_dir(key)
+    shipped.mkdir(parents=True)
+    (shipped / "status.json").write_text(json.dumps({"status": status}))
+    (shipped / "config.json").write_text(json.dumps(config))
+    return shipped
+
+
+def test_a_shipped_run_stands_in_for_its_training_only_where_it_records_the_grids_config(tmp_path):
+    g = load()
+    fig3a_m3po = "results/runs/smoke/m3po/cartpole-swingup/default/seed1"  # fig3a's and the ablations'
+    changed = "results/runs/smoke/ppo/cartpole-swingup/default/seed1"
+    unfinished = "results/runs/smoke/ppo/mw-reach/default/seed1"
+    for key, status, steps in (
+        (fig3a_m3po, "finished", None),
+        (changed, "finished", 256),
+        (unfinished, "running", None),
+    ):
+        config, _ = recorded_config([*g.runs[key].updates(key), "threads=2"])  # threads: a runtime key
+        _ship(tmp_path, key, {**config, "steps": steps or config["steps"]}, status)
+    assert grids.shipped_dir(fig3a_m3po) == "results/evidence/smoke/m3po/cartpole-swingup/default/seed1"
+    assert grids.run_dir_of_shipped(grids.shipped_dir(fig3a_m3po)) == fig3a_m3po
+
+    shipped = grids.load({"profile": "smoke"}, CONFIG, SCHEMA, workdir=tmp_path)
+    used = grids.shipped_dir(fig3a_m3po)
+    assert shipped.shipped == {used}
+    assert set(shipped.runs) == set(g.runs) - {fig3a_m3po} | {used}
+    assert shipped.runs[used] == g.runs[fig3a_m3po]
+    for fig in ("fig3a", "ablations"):
+        assert shipped.members[fig] == [used if k == fig3a_m3po else k for k in g.members[fig]]
+    # No job makes a shipped run's done file (the train rule's output is a marker under results/runs).
+    assert shipped.done_file(used) == f"{used}/status.json"
+    assert shipped.done_file(changed) == grids.marker(changed)
+    # The others are trained, and the workflow says why their shipped copies are not used.
+    assert shipped.stale == {
+        grids.shipped_dir(changed): f"differs from the grid in steps: trained as {changed}",
+        grids.shipped_dir(unfinished): f"not finished (status 'running'): trained as {unfinished}",
+    }
+    # shipped: false (or no workdir) trains every run.
+    for off in (grids.load({"profile": "smoke", "shipped": False}, CONFIG, SCHEMA, workdir=tmp_path), g):
+        assert set(off.runs) == set(g.runs) and off.shipped == set() and off.stale == {}

@@ -7,6 +7,7 @@ workflow's own expansion in suite/grid.py.
 import json
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ import yaml
 
 from m3po.envs.registry import resolve_tasks
 from suite.experiment import ALGOS
+from suite.publish import ship_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config"
@@ -153,6 +155,51 @@ def test_smoke_runs_end_to_end_and_resumes_without_redoing_finished_runs(smoke_r
 
     done = snakemake(tmp_path, "-n", "figures")
     assert done.returncode == 0 and "Nothing to be done" in done.stdout + done.stderr
+
+
+def planned_runs(done: subprocess.CompletedProcess, profile: str) -> set[str]:
+    """The run directories a dry run would train."""
+    return set(re.findall(rf"output: (results/runs/{profile}/\S+)\.done", done.stdout + done.stderr))
+
+
+@pytest.mark.slow
+def test_shipped_runs_are_not_trained_and_are_what_the_analysis_reads(smoke_run, tmp_path):
+    workdir, _, _ = smoke_run
+    runs = expected_runs("smoke")
+    every = set().union(*runs.values())
+    shipped = sorted(runs["fig3b"])
+    ship_runs(
+        workdir / "results/runs/smoke",
+        tmp_path / "results/evidence/smoke",
+        runs=[workdir / r for r in shipped],
+    )
+    as_shipped = {r: r.replace("results/runs/", "results/evidence/", 1) for r in shipped}
+
+    # A clone with the shipped runs only: everything else is to be trained, none of them.
+    done = snakemake(tmp_path, "-n", "figures")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert planned_runs(done, "smoke") == every - set(shipped)
+    assert "not used" not in done.stderr
+
+    # With the others trained here too, nothing trains, and the tables read the shipped copies.
+    for r in every - set(shipped):
+        shutil.copytree(workdir / r, tmp_path / r)
+        shutil.copy2(workdir / f"{r}.done", tmp_path / f"{r}.done")
+    done = snakemake(tmp_path, "-n", "figures")
+    assert done.returncode == 0 and planned_runs(done, "smoke") == set(), done.stdout[-3000:]
+    done = snakemake(tmp_path, "--cores", "1", "results/smoke/tables/runs.csv")
+    assert done.returncode == 0, done.stderr[-3000:]
+    scores = pd.read_csv(tmp_path / "results/smoke/tables/scores.csv")
+    assert set(scores["run_dir"]) == every - set(shipped) | set(as_shipped.values())
+
+    # A grid that asks a shipped run for another config trains it, and says why.
+    done = snakemake(tmp_path, "-n", "figures", "--config", "profile=smoke", "shipped=false", profile=None)
+    assert done.returncode == 0 and planned_runs(done, "smoke") == set(shipped), done.stderr[-3000:]
+    config = tmp_path / as_shipped[shipped[0]] / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "seed": 7}))
+    done = snakemake(tmp_path, "-n", "figures")
+    assert planned_runs(done, "smoke") == {shipped[0]}
+    assert f"shipped run {as_shipped[shipped[0]]} not used: differs from the grid in seed" in done.stderr
 
 
 def _bad_grid(tmp_path: Path, change) -> list[str]:

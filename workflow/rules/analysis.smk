@@ -8,14 +8,14 @@ TABLES = [f"{OUT}/tables/{name}.{ext}" for name in ("scores", "excluded", "compu
 
 rule collect:
     input:
-        [grids.marker(key) for key in RUNS],
+        [GRID.done_file(key) for key in RUNS],
     output:
         TABLES,
         runs=f"{OUT}/tables/runs.csv",
     log:
         f"{grids.LOGS_ROOT}/{PROFILE}/collect.log",
     params:
-        root=f"{grids.RUNS_ROOT}/{PROFILE}",
+        roots=[f"{grids.RUNS_ROOT}/{PROFILE}", f"{grids.EVIDENCE_DIR}/{PROFILE}"],
         runs=[{"run_dir": key, "algo": r.algo, "variant": r.label, "figures": "+".join(r.figures)} for key, r in RUNS.items()],
     script:
         "../scripts/collect.py"

@@ -12,7 +12,9 @@ CONFIG_DIR = Path(workflow.basedir).parent / "config"
 SCHEMA_DIR = Path(workflow.basedir) / "schema"
 FIGURES = grids.FIGURES
 
-GRID = grids.load(config, CONFIG_DIR, SCHEMA_DIR)
+GRID = grids.load(config, CONFIG_DIR, SCHEMA_DIR, workdir=Path.cwd())  # shipped runs stand in there
+for _shipped, _why in GRID.stale.items():
+    print(f"shipped run {_shipped} not used: {_why}", file=sys.stderr)
 PROFILE = GRID.profile
 RUNS = GRID.runs  # run directory -> suite.grid.Run
 OUT = GRID.out

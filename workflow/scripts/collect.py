@@ -21,7 +21,12 @@ def _grid_labels(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 def collect_step(smk: Any) -> None:
     runs = pd.DataFrame(smk.params.runs).set_index("run_dir")
-    found = collect(Path(smk.params.root))
+    # The runs trained here and those shipped with the repository (the grid names which it uses).
+    roots = [root for root in map(Path, smk.params.roots) if root.is_dir()] or [Path(smk.params.roots[0])]
+    parts = [collect(root) for root in roots]
+    found = Collected(
+        *(pd.concat([getattr(p, name) for p in parts], ignore_index=True) for name in TABLE_NAMES)
+    )
     collected = Collected(*(_grid_labels(getattr(found, name), runs) for name in TABLE_NAMES))
     stale = found.scores["run_dir"].nunique() - collected.scores["run_dir"].nunique()
     write_tables(collected, Path(smk.output.runs).parent)
