@@ -453,6 +453,9 @@ EXACT_FACTS: tuple[str, ...] = (
     "cpu_model", "cpu_flags", "machine", "libc", "torch_cpu_capability", "numpy_simd", "settings",
 )  # fmt: skip
 PORTABLE_FACTS: tuple[str, ...] = ("machine", "libc")
+# Settings of the process, not of the machine: the retrain sets them as the run recorded them (the
+# workflow's train jobs export them), as it does torch's thread count.
+THREAD_SETTINGS: tuple[str, ...] = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 PORTABLE_MACHINES = ("x86_64", "AMD64")
 # The libraries whose versions decide the bits (Sacred's info.json ``versions``); the suite's own code is
 # the checkout's (a mismatch names the recorded commit).
@@ -526,8 +529,9 @@ def comparability(run_dir: Path, step: int) -> tuple[str | None, int]:
 
     The attempts that computed steps up to ``step`` (those that started, or resumed, before it) must
     agree among themselves and with this machine on :data:`EXACT_FACTS` (CPU model and SIMD flags, C
-    library, torch's kernel capability, numpy's SIMD features, the library settings in force), and
-    record one thread count (the retrain uses it); or have run in portable mode, which needs only the
+    library, torch's kernel capability, numpy's SIMD features, the library settings in force but the
+    thread counts of :data:`THREAD_SETTINGS`), and record one thread count (the retrain uses it, and
+    sets the recorded thread settings); or have run in portable mode, which needs only the
     same x86-64 architecture and C library (:data:`PORTABLE_FACTS`). In both cases the libraries of
     :data:`VERSIONED` must be this environment's versions, and the run must have trained on a CPU.
 
@@ -568,7 +572,7 @@ def comparability(run_dir: Path, step: int) -> tuple[str | None, int]:
                 f"not comparable exactly: its attempts ran on different machines or settings "
                 f"({_describe(facts[0])} and {_describe(f)}; {', '.join(differ)})"
             ), 0
-    differ = [k for k in keys if facts[0].get(k) != here.get(k)]
+    differ = [k for k in keys if _of_machine(facts[0]).get(k) != _of_machine(here).get(k)]
     if differ:
         there, ours, which = _describe(facts[0]), _describe(here, threads=False), ", ".join(differ)
         return f"not comparable exactly: recorded on {there}, this machine {ours} (differs in {which})", 0
@@ -584,6 +588,21 @@ def comparability(run_dir: Path, step: int) -> tuple[str | None, int]:
     if threads < 1:
         return "not comparable exactly: the run recorded no thread count", 0
     return None, threads
+
+
+def _of_machine(facts: dict[str, Any]) -> dict[str, Any]:
+    """Compute facts without the settings a retrain sets itself (:data:`THREAD_SETTINGS`)."""
+    settings = facts.get("settings")
+    if not isinstance(settings, dict):
+        return facts
+    return {**facts, "settings": {k: v for k, v in settings.items() if k not in THREAD_SETTINGS}}
+
+
+def recorded_thread_settings(run_dir: Path) -> dict[str, str]:
+    """The :data:`THREAD_SETTINGS` the run's first attempt recorded (its retrain sets these)."""
+    attempts = read_status(run_dir).get("attempts") or [{}]
+    settings = (attempts[0].get("compute") or {}).get("settings") or {}
+    return {k: str(v) for k, v in settings.items() if k in THREAD_SETTINGS}
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -682,7 +701,7 @@ def reproduce_first_evaluation(run_dir: Path, workdir: Path) -> Reproduction:
         return Reproduction(None, step, score, None, why)
 
     words = retrain_words(config, first_evaluation_budget(run_dir, step), threads)
-    rerun = _retrain(words, workdir)
+    rerun = _retrain(words, workdir, recorded_thread_settings(run_dir))
     again = _eval_rows(rerun).get(step, {})
     ours = next(iter(again.values()), {}).get("score_mean")
     why = _retrained_as_assumed(run_dir, rerun)
@@ -708,9 +727,10 @@ def reproduce_first_evaluation(run_dir: Path, workdir: Path) -> Reproduction:
     return Reproduction(True, step, score, ours, why)
 
 
-def _retrain(words: list[str], workdir: Path) -> Path:
-    """Run ``m3po train with WORDS`` in a run directory under ``workdir`` named by the words, unless a
-    finished run is there already; return the run directory.
+def _retrain(words: list[str], workdir: Path, thread_settings: dict[str, str]) -> Path:
+    """Run ``m3po train with WORDS`` in a run directory under ``workdir`` named by the words, with the
+    run's :data:`THREAD_SETTINGS` (``thread_settings``, and none it did not have), unless a finished run
+    is there already; return the run directory.
 
     :raises ReproductionError: the training process failed (its log's last line)
     """
@@ -721,7 +741,8 @@ def _retrain(words: list[str], workdir: Path) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "suite.cli", "train", "with", *words, f"run_dir={rerun}"]
     with log_path.open("w") as log:
-        done = subprocess.run(command, cwd=_ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+        env = {k: v for k, v in os.environ.items() if k not in THREAD_SETTINGS} | thread_settings
+        done = subprocess.run(command, cwd=_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     if done.returncode != 0:
         lines = log_path.read_text(errors="replace").strip().splitlines()
         last = lines[-1] if lines else "no output"

@@ -409,6 +409,29 @@ def test_another_cpu_capability_is_not_comparable_and_trains_nothing(shipped_run
     assert not (tmp_path / "work").exists()
 
 
+def test_thread_settings_are_set_by_the_retrain_other_settings_must_match(shipped_run, tmp_path, monkeypatch):
+    _, run = _copy(shipped_run, tmp_path)
+    here = json.loads((run / "status.json").read_text())["attempts"][0]["compute"]["settings"]
+    threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}  # the workflow's
+    assert set(threads) == set(publish.THREAD_SETTINGS)
+    _spoil_compute(run, settings={**here, **threads})
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert comparability(run, 32) == (None, 1)
+    envs = []
+
+    def retrain(command: list[str], **kwargs: Any) -> None:
+        envs.append(kwargs["env"])
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(publish.subprocess, "run", retrain)
+    with pytest.raises(RuntimeError, match="stop before training"):
+        reproduce_first_evaluation(run, tmp_path / "work")
+    assert {k: envs[0].get(k) for k in threads} == threads
+    # A setting that changes the kernels is the machine's: it must match.
+    _spoil_compute(run, settings={**here, **threads, "MKL_CBWR": "COMPATIBLE"})
+    assert "(differs in settings)" in comparability(run, 32)[0]
+
+
 def test_portable_mode_is_comparable_on_another_x86_cpu_and_versions_must_match(shipped_run, tmp_path):
     _, run = _copy(shipped_run, tmp_path)
     _spoil_compute(run, cpu_model="AMD EPYC 7763 64-Core Processor", torch_cpu_capability="DEFAULT")
