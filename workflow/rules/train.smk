@@ -8,6 +8,8 @@
 import os
 import shlex
 
+from snakemake.exceptions import WorkflowError
+
 wildcard_constraints:
     profile=r"[A-Za-z0-9_-]+",
     algo=r"[^/]+",
@@ -25,6 +27,10 @@ if MONGO_URL:
 def train_updates(wildcards) -> str:
     """The run's `m3po train with` arguments, shell-quoted (threads are added by the rule)."""
     key = grids.run_dir(wildcards.profile, wildcards.algo, wildcards.task, wildcards.variant, wildcards.seed)
+    if key not in RUNS:
+        shipped = grids.shipped_dir(key)
+        why = f"its shipped copy {shipped} stands in for it" if shipped in GRID.shipped else "not a run of the grid"
+        raise WorkflowError(f"{key}: {why} (--config profile={PROFILE} shipped=false trains every run)")
     return " ".join(shlex.quote(a) for a in RUNS[key].updates(key))
 
 
