@@ -41,3 +41,19 @@ def test_bad_profile_and_bad_rates_file_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{}")
     assert main(["bench", "cost", "--profile", "smoke", "--rates", str(tmp_path / "bad.json")]) == 2
     assert "neither 'algos'" in capsys.readouterr().err
+
+
+def test_what_is_left_leaves_out_the_shipped_runs(tmp_path):
+    grid = cost.load_profile("evidence")
+    out = cost.estimate(grid, "cpu", RATES)
+    left = [r for key, r in grid.runs.items() if key not in grid.shipped]
+    assert out["left"]["runs"] == len(left) == out["total"]["runs"] - len(grid.shipped)
+    assert out["left"]["agent_steps"] == sum(r.steps for r in left)
+    expected = sum(r.steps / RATES[r.algo] for r in left) / 3600
+    assert out["left"]["cpu_hours"] == pytest.approx(expected, abs=0.1)
+    # One more run shipped: its steps are no longer left.
+    key = next(k for k in grid.runs if k not in grid.shipped)
+    grid.shipped = grid.shipped | {key}
+    again = cost.estimate(grid, "cpu", RATES)["left"]
+    assert again["agent_steps"] == out["left"]["agent_steps"] - grid.runs[key].steps
+    assert again["runs"] == out["left"]["runs"] - 1

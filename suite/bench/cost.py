@@ -31,7 +31,7 @@ def load_profile(profile: str) -> Grid:
     from suite.grid import GridError
 
     try:
-        return load({"profile": profile}, ROOT / "config", ROOT / "workflow" / "schema")
+        return load({"profile": profile}, ROOT / "config", ROOT / "workflow" / "schema", workdir=ROOT)
     except GridError as err:
         raise ConfigError(str(err)) from err
 
@@ -70,15 +70,17 @@ def estimate(grid: Grid, kind: str, rates: dict[str, Any]) -> dict[str, Any]:
     """Runs, agent steps and hours per figure of ``grid`` at ``rates`` (see the module docstring).
 
     A run that several figures share is counted once, under the first figure that has it; algorithms
-    without a rate are listed, their steps counted, their hours not.
+    without a rate are listed, their steps counted, their hours not. ``left`` counts the same for the
+    runs still to train: those without a shipped copy that stands in for them (:attr:`Grid.shipped`).
     """
     unit = f"{kind}_hours"
     per_figure: dict[str, dict[str, Any]] = {
         fig: {"runs": 0, "agent_steps": 0, unit: 0.0, "without_rate": []} for fig in FIGURES
     }
     totals: dict[str, Any] = {"runs": 0, "agent_steps": 0, unit: 0.0}
+    left: dict[str, Any] = {"runs": 0, "agent_steps": 0, unit: 0.0}
     per_algo: dict[str, int] = defaultdict(int)
-    for run in grid.runs.values():
+    for key, run in grid.runs.items():
         fig = run.figures[0]
         num_envs = int(run.overrides.get("num_envs", 0)) or _preset_envs(run)
         rate = _rate(kind, rates, run.algo, num_envs)
@@ -88,17 +90,21 @@ def estimate(grid: Grid, kind: str, rates: dict[str, Any]) -> dict[str, Any]:
         totals["runs"] += 1
         totals["agent_steps"] += run.steps
         per_algo[run.algo] += 1
-        if rate:
-            hours = run.steps / rate / 3600
-            row[unit] += hours
-            totals[unit] += hours
-        elif run.algo not in row["without_rate"]:
+        hours = run.steps / rate / 3600 if rate else 0.0
+        row[unit] += hours
+        totals[unit] += hours
+        if not rate and run.algo not in row["without_rate"]:
             row["without_rate"].append(run.algo)
-    for row in [*per_figure.values(), totals]:
+        if key not in grid.shipped:
+            left["runs"] += 1
+            left["agent_steps"] += run.steps
+            left[unit] += hours
+    for row in [*per_figure.values(), totals, left]:
         row[unit] = round(row[unit], 1)
     return {
         "figures": {f: r for f, r in per_figure.items() if r["runs"]},
         "total": totals,
+        "left": left,
         "runs_per_algo": per_algo,
     }
 
