@@ -7,6 +7,7 @@ Longer learning checks (100k steps, 3 tasks, 3 seeds) are benchmarks, not tests:
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -46,8 +47,8 @@ def test_m3po_learns_cartpole_swingup_in_30k_steps(tmp_path):
     assert max(clip_shares) < MAX_CLIP_SHARE, f"clip shares {clip_shares}"
 
 
-def _finished_run(run_dir, config):
-    run_dir.mkdir(parents=True)
+def _finished_run(run_dir, config, exist_ok=False):
+    run_dir.mkdir(parents=True, exist_ok=exist_ok)
     (run_dir / "config.json").write_text(json.dumps(config))
     (run_dir / "status.json").write_text(json.dumps({"status": "finished", "step": 1000}))
 
@@ -134,6 +135,34 @@ def _fake_run(run_dir, task, scores, clip):
     evals = [{"step": step, "task": task, "score": score} for step, score in scores.items()]
     (run_dir / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evals))
     (run_dir / "train.jsonl").write_text(json.dumps({"ppo/clip_fraction": clip}) + "\n")
+
+
+def test_a_shipped_run_that_records_the_asked_config_is_read_not_trained(tmp_path, monkeypatch):
+    from suite.bench import learning
+
+    monkeypatch.chdir(tmp_path)  # shipped runs are looked for under results/evidence, as in a checkout
+    evidence = Path("results/evidence/evidence/ppo/mw-reach/default")
+    for seed, steps in ((1, 100_000), (2, 200_000)):  # seed 2's shipped run has another budget
+        config, _ = recorded_config(["task=mw-reach", f"seed={seed}", f"steps={steps}", "algo=ppo"])
+        _fake_run(evidence / f"seed{seed}", "mw-reach", {0: 0.0, 100_000: 70.0 + seed}, 0.1)
+        _finished_run(evidence / f"seed{seed}", {**config, "threads": 1}, exist_ok=True)
+    trained = []
+
+    def train(run_dir, task, seed, steps, extra):
+        trained.append(str(run_dir))
+        _fake_run(run_dir, task, {0: 0.0, 100_352: 50.0}, 0.4)
+
+    monkeypatch.setattr(learning, "_run_one", train)
+    out = learning.run(
+        task_set="broad", tasks=("mw-reach",), steps=100_000, seeds=2, with_ppo=True, root="bench"
+    )
+    assert sorted(trained) == [
+        "bench/default/mw-reach/seed1",
+        "bench/default/mw-reach/seed2",
+        "bench/sb3-ppo/mw-reach/seed2",
+    ]
+    assert out["shipped_runs_read"] == [str(evidence / "seed1")]
+    assert out["sb3-ppo"]["mw-reach"]["seeds"] == [71.0, 50.0]
 
 
 def test_the_broad_bar_json_has_per_task_iqm_published_and_goals(tmp_path, monkeypatch):
