@@ -45,8 +45,10 @@ from m3po.record import (
     FINISHED,
     STATUS_FILE,
     TRAIN_LOG,
+    log_file,
     read_config,
     read_jsonl,
+    read_log_text,
     read_status,
 )
 
@@ -154,8 +156,8 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
     """
     try:
         rows = read_jsonl(path)
-        lines = path.read_text().splitlines()
-    except UnicodeDecodeError as err:
+        lines = read_log_text(path).splitlines()
+    except (UnicodeDecodeError, OSError) as err:
         raise RunRecordError(f"{path} is corrupt: {err}") from err
     except RunDirectoryError as err:
         raise RunRecordError(str(err)) from err
@@ -198,7 +200,7 @@ def _train_times(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, float,
     """(step, wall-clock, steps/s) of each iteration, by step, and the peak resident and peak GPU
     memory in GiB (NaN where the run did not record ``mem/peak_rss_mib`` or ``mem/peak_cuda_mib``);
     empty when train.jsonl is absent."""
-    rows = _read_log(path) if path.exists() else []
+    rows = _read_log(path) if log_file(path) else []
     steps = np.array([int(r["step"]) for r in rows], dtype=np.int64)
     wall = np.array([float(r.get("time/wall", math.nan)) for r in rows])
     sps = np.array([float(r.get("time/sps", math.nan)) for r in rows])
@@ -225,7 +227,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise RunRecordError(f"status is {status.get('status')!r}{error}")
     ident = _identity(config, run_dir, algo_of(config, run_dir))
     eval_log = run_dir / EVAL_LOG
-    if not eval_log.exists():
+    if log_file(eval_log) is None:
         raise RunRecordError(f"{eval_log} is missing")
     rows = _read_log(eval_log)
     if not rows:

@@ -21,6 +21,9 @@ A run lives in its own directory (deterministic: no shared counters between conc
       checkpoints/       latest.pt (+ previous.pt, the one before), each written atomically
       tensorboard/       the same metrics as TensorBoard event files (``tensorboard --logdir results/``)
 
+A shipped run (:mod:`suite.publish`) carries its large logs gzip-compressed (``train.jsonl.gz``); every
+reader of a log goes through :func:`log_file` and :func:`read_log_text`, which read either form.
+
 Records are safe to publish (:mod:`suite.publish` ships them): what a run writes names no machine and
 holds no credential. :func:`host_description` stands for the host; :func:`redact` rewrites a record's
 strings: a URL's password becomes ``***``, and this machine's absolute paths become relative to the
@@ -30,6 +33,7 @@ repository (or ``<run_dir>``, ``<python>``, ``<tmp>``, ``~``: :func:`path_roots`
 from __future__ import annotations
 
 import functools
+import gzip
 import json
 import os
 import platform
@@ -89,12 +93,44 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+COMPRESSED = ".gz"  # the suffix of a log that ships gzip-compressed
+
+
+def log_file(path: Path) -> Path | None:
+    """The file that holds the log ``path``: the file itself, else its compressed form ``path.gz`` (a
+    shipped run's), else None."""
+    path = Path(path)
+    for candidate in (path, path.with_name(path.name + COMPRESSED)):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_log_text(path: Path) -> str:
+    """The text of the log ``path``, from the file or its compressed form (:func:`log_file`).
+
+    :raises FileNotFoundError: neither exists
+    :raises UnicodeDecodeError: the text is not UTF-8
+    :raises OSError: a compressed form that does not decompress (``gzip.BadGzipFile``, a cut-off file)
+    """
+    found = log_file(path)
+    if found is None:
+        raise FileNotFoundError(f"{path} is missing")
+    if found.name.endswith(COMPRESSED):
+        try:
+            return gzip.decompress(found.read_bytes()).decode()
+        except EOFError as err:  # a cut-off stream
+            raise OSError(f"{found} is cut off: {err}") from err
+    return found.read_text()
+
+
 def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSON-lines file; a cut-off last line (killed mid-write) is dropped, other bad lines raise
-    :class:`RunDirectoryError` naming the file and line."""
-    if not path.exists():
+    """Rows of a JSON-lines file (or its compressed form, :func:`log_file`); a cut-off last line
+    (killed mid-write) is dropped, other bad lines raise :class:`RunDirectoryError` naming the file and
+    line."""
+    if log_file(path) is None:
         return []
-    lines = path.read_text().splitlines()
+    lines = read_log_text(path).splitlines()
     rows = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -3,9 +3,12 @@ publish, and the copy into the repository's results.
 
 What ships of a run (:data:`SHIPPED_FILES`, :data:`SACRED_FILES`): ``config.json``, ``status.json``,
 ``eval.jsonl``, ``train.jsonl`` and Sacred's records (``sacred/attemptN/`` run, config, info, metrics
-and captured output, and ``sacred/_sources/``). Never: ``checkpoints/`` (large, and rebuilt by
-training), ``tensorboard/`` (its file names hold the host's name; the same metrics are in the logs),
-the job logs (``*.log``, they hold the machine's paths) and anything else.
+and captured output, and ``sacred/_sources/``). The two large logs, ``train.jsonl`` and Sacred's
+``metrics.json`` (:data:`COMPRESSED_FILES`), ship gzip-compressed (``train.jsonl.gz``: about a fifth of
+the size; :func:`m3po.record.read_log_text` reads either form, and so does everything here).
+Never: ``checkpoints/`` (large, and rebuilt by training), ``tensorboard/`` (its file names hold the
+host's name; the same metrics are in the logs), the job logs (``*.log``, they hold the machine's
+paths) and anything else.
 
 Safe to publish (:func:`scan_for_unsafe`) means no absolute path of a machine, no host name, and no
 credential:
@@ -39,6 +42,7 @@ settings and versions, or a run trained in portable mode (:mod:`m3po.portable`) 
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import hashlib
 import json
 import math
@@ -54,6 +58,7 @@ from typing import Any
 
 from m3po.errors import RunDirectoryError
 from m3po.record import (
+    COMPRESSED,
     CONFIG_FILE,
     EVAL_LOG,
     FINISHED,
@@ -61,6 +66,8 @@ from m3po.record import (
     STATUS_FILE,
     TRAIN_LOG,
     config_differences,
+    log_file,
+    read_log_text,
     read_status,
 )
 
@@ -72,6 +79,8 @@ REQUIRED_FILES: tuple[str, ...] = SHIPPED_FILES
 # Sacred's records: each attempt's files (sacred/attemptN/...), and its source snapshots.
 SACRED_DIR = "sacred"
 SACRED_FILES: tuple[str, ...] = ("run.json", "config.json", "info.json", "metrics.json", "cout.txt")
+# What ships gzip-compressed (as NAME.gz, byte for byte the same whatever day it ships): the large logs.
+COMPRESSED_FILES: tuple[str, ...] = (TRAIN_LOG, "metrics.json")
 SACRED_SOURCES = "_sources"
 SACRED_COMPLETED = "COMPLETED"  # run.json's status of an attempt that returned
 # Never shipped, named here for the reader: checkpoints are large, TensorBoard's file names hold the
@@ -117,7 +126,8 @@ def shipped_files(run_dir: Path) -> list[Path]:
         sources = sacred / SACRED_SOURCES
         if sources.is_dir():
             files += [p for p in sources.iterdir() if p.is_file() and not p.name.endswith(".tmp")]
-    return sorted(p for p in files if p.is_file())
+    # A log is there as itself or, in a shipped run, compressed.
+    return sorted(found for p in files if (found := log_file(p)) is not None)
 
 
 def scan_text(text: str, hostnames: Iterable[str] = ()) -> list[tuple[int, str]]:
@@ -170,8 +180,12 @@ def scan_for_unsafe(paths: Iterable[Path], hostnames: Iterable[str] = ()) -> lis
         path = Path(path)
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
-            # Undecodable bytes cannot hide a path or URL written as text; replaced, they do no harm.
-            text = file.read_text(encoding="utf-8", errors="replace")
+            # Undecodable bytes cannot hide a path or URL written as text; replaced, they do no harm. A
+            # compressed log is scanned as its text.
+            data = file.read_bytes()
+            if file.name.endswith(COMPRESSED):
+                data = gzip.decompress(data)
+            text = data.decode("utf-8", errors="replace")
             findings += [(str(file), number, what) for number, what in scan_text(text, hostnames)]
     return findings
 
@@ -191,10 +205,10 @@ def _read_jsonl(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[str]
     """A JSON-lines log's rows as ``(line number, row)``, and its problems: missing, empty, a line that
     is not a JSON object (a cut-off last line included: a shipped log is whole), a row without an
     integer ``step``."""
-    if not path.is_file():
+    if log_file(path) is None:
         return [], [f"{path.name} is missing"]
     try:
-        text = path.read_text()
+        text = read_log_text(path)
     except (OSError, UnicodeDecodeError) as err:
         return [], [f"{path.name} is unreadable ({type(err).__name__}: {err})"]
     rows, problems = [], []
@@ -376,7 +390,7 @@ def check_shippable(run_dir: Path, hostnames: Iterable[str] = ()) -> list[Path]:
         raise ShipError(f"{run_dir}: not shipped: {err}") from err
     if status != FINISHED:
         raise ShipError(f"{run_dir}: not shipped: the run is not finished (status {status!r})")
-    missing = [name for name in REQUIRED_FILES if not (run_dir / name).is_file()]
+    missing = [name for name in REQUIRED_FILES if log_file(run_dir / name) is None]
     if missing:
         raise ShipError(f"{run_dir}: not shipped: it lacks {', '.join(missing)}")
     problems = check_complete(run_dir)
@@ -441,7 +455,11 @@ def ship_runs(
         for file in files:
             out = target / file.relative_to(run_dir)
             out.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(file, out)
+            if file.name in COMPRESSED_FILES:
+                # mtime 0 and no file name in the header: the same bytes whenever it ships.
+                out.with_name(file.name + COMPRESSED).write_bytes(gzip.compress(file.read_bytes(), mtime=0))
+            else:
+                shutil.copy2(file, out)
     return [target for _, target, _ in plan]
 
 

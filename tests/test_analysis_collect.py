@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -155,3 +156,21 @@ def test_every_line_of_a_finished_runs_log_must_parse(tmp_path: Path) -> None:
     assert reasons[1].startswith("train.jsonl line 2 is corrupt")
     assert reasons[2] == "eval.jsonl line 2 is not a JSON object"
     assert reasons[3].startswith("eval.jsonl is corrupt")
+
+
+def test_a_shipped_runs_compressed_logs_read_as_the_plain_ones(tmp_path: Path) -> None:
+    """A shipped run carries train.jsonl as train.jsonl.gz (suite.publish): the same tables."""
+    scores = {0: {"walker-walk": 0.5}, 100: {"walker-walk": 1.0}, 200: {"walker-walk": 2.0}}
+    for name in ("plain", "shipped"):
+        synthetic.write_run(
+            tmp_path / name / "seed1", task_set="walker-walk", seed=1, scores=scores, algo="m3po"
+        )
+    for log in ("train.jsonl", "eval.jsonl"):
+        path = tmp_path / "shipped" / "seed1" / log
+        path.with_name(log + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    plain, shipped = (collect.collect(tmp_path / name) for name in ("plain", "shipped"))
+    assert shipped.excluded.empty and len(shipped.scores) == 3
+    for table in ("scores", "compute"):
+        ours = getattr(shipped, table).drop(columns="run_dir")
+        pd.testing.assert_frame_equal(ours, getattr(plain, table).drop(columns="run_dir"))

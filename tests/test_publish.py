@@ -5,6 +5,7 @@ unfinished (suite/publish.py, m3po/record.py, suite/experiment.py)."""
 from __future__ import annotations
 
 import copy
+import gzip
 import importlib.util
 import json
 import math
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from m3po.record import host_description, path_roots, redact, redact_text
+from m3po.record import host_description, log_file, path_roots, read_log_text, redact, redact_text
 from suite import experiment, publish
 from suite.cli import main
 from suite.publish import (
@@ -207,7 +208,20 @@ def test_shipping_copies_only_the_shipped_files_of_finished_runs(real_run, tmp_p
     assert main(["ship", str(root), str(dest)]) == 0
     assert capsys.readouterr().out == f"shipped 1 run(s) to {dest}\n"
     copied = sorted(p.relative_to(dest) for p in dest.rglob("*") if p.is_file())
-    assert copied == sorted(p.relative_to(root) for p in shipped_files(run_dir))
+    # The large logs ship compressed (the same text, the same bytes whenever shipped); the rest as is.
+    compressed = {"train.jsonl", "metrics.json"}
+    assert set(publish.COMPRESSED_FILES) == compressed
+    assert copied == sorted(
+        p.relative_to(root).with_name(p.name + ".gz" if p.name in compressed else p.name)
+        for p in shipped_files(run_dir)
+    )
+    for name in ("train.jsonl", "sacred/attempt1/metrics.json"):
+        shipped = dest / run_dir.relative_to(root) / f"{name}.gz"
+        assert gzip.decompress(shipped.read_bytes()) == (run_dir / name).read_bytes()
+        assert shipped.read_bytes()[4:8] == b"\0\0\0\0"  # no time in the gzip header
+    assert shipped_files(dest / run_dir.relative_to(root)) == sorted(
+        p for p in dest.rglob("*") if p.is_file()
+    )
     assert scan_for_unsafe([dest], [HOST]) == []
     # Shipping again does not overwrite what shipped.
     with pytest.raises(ShipError, match="exists already"):
@@ -230,8 +244,17 @@ def _copy(run: Path, tmp_path: Path) -> tuple[Path, Path]:
     return root, root / "m3po" / "mw-reach" / "seed1"
 
 
-def _lines(path: Path) -> list[str]:
-    return path.read_text().splitlines(keepends=True)
+def _lines(run: Path, name: str) -> list[str]:
+    return read_log_text(run / name).splitlines(keepends=True)
+
+
+def _write(run: Path, name: str, text: str) -> None:
+    """Rewrite a log in the form the run has it (a shipped run's train.jsonl is compressed)."""
+    path = log_file(run / name)
+    if path.name.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
 
 
 def _status(run: Path, **changes: Any) -> None:
@@ -242,12 +265,12 @@ def _status(run: Path, **changes: Any) -> None:
 INCOMPLETE = {
     # name: (how the shipped copy is spoiled, what check_complete says, what ship_runs says)
     "eval.jsonl truncated": (
-        lambda run: (run / "eval.jsonl").write_text("".join(_lines(run / "eval.jsonl")[:-1])),
+        lambda run: _write(run, "eval.jsonl", "".join(_lines(run, "eval.jsonl")[:-1])),
         "eval.jsonl: no evaluation at the final step 32 (last: 0)",
         "incomplete: eval.jsonl: no evaluation at the final step 32",
     ),
     "eval.jsonl cut mid-line": (
-        lambda run: (run / "eval.jsonl").write_text((run / "eval.jsonl").read_text()[:-20]),
+        lambda run: _write(run, "eval.jsonl", read_log_text(run / "eval.jsonl")[:-20]),
         "eval.jsonl line 2 is not JSON",
         "incomplete: eval.jsonl line 2 is not JSON",
     ),
@@ -262,22 +285,22 @@ INCOMPLETE = {
         "incomplete: status.json: step 32 is short of steps_total 64",
     ),
     "train.jsonl missing": (
-        lambda run: (run / "train.jsonl").unlink(),
+        lambda run: log_file(run / "train.jsonl").unlink(),
         "train.jsonl is missing",
         "it lacks train.jsonl",
     ),
     "eval step twice": (
-        lambda run: (run / "eval.jsonl").write_text("".join(_lines(run / "eval.jsonl") * 2)),
+        lambda run: _write(run, "eval.jsonl", "".join(_lines(run, "eval.jsonl") * 2)),
         "eval.jsonl: task mw-reach: step 0 after step 32 (line 3)",
         "incomplete: eval.jsonl: task mw-reach: step 0 after step 32",
     ),
     "train step twice": (
-        lambda run: (run / "train.jsonl").write_text("".join(_lines(run / "train.jsonl") * 2)),
+        lambda run: _write(run, "train.jsonl", "".join(_lines(run, "train.jsonl") * 2)),
         "train.jsonl: step 32 twice (line 2)",
         "incomplete: train.jsonl: step 32 twice",
     ),
     "no evaluation at step 0": (
-        lambda run: (run / "eval.jsonl").write_text("".join(_lines(run / "eval.jsonl")[1:])),
+        lambda run: _write(run, "eval.jsonl", "".join(_lines(run, "eval.jsonl")[1:])),
         "eval.jsonl: no evaluation at step 0",
         "incomplete: eval.jsonl: no evaluation at step 0",
     ),
@@ -356,8 +379,8 @@ def test_the_first_evaluation_reproduces_exactly_on_this_machine(shipped_run, re
     assert result.reason.startswith("identical at step 32 on 1 task(s), retrained on ")
     # It was retrained: a run of its own, through `m3po train`, from config.json alone.
     (rerun,) = [p for p in workdir.iterdir() if p.is_dir()]
-    recorded = [json.loads(line) for line in _lines(shipped_run / "eval.jsonl")]
-    retrained = [json.loads(line) for line in _lines(rerun / "eval.jsonl")]
+    recorded = [json.loads(line) for line in _lines(shipped_run, "eval.jsonl")]
+    retrained = [json.loads(line) for line in _lines(rerun, "eval.jsonl")]
     assert recorded == retrained  # every number, every float's every bit
     config = json.loads((rerun / "config.json").read_text())
     assert config == {
@@ -371,7 +394,7 @@ def test_a_doctored_score_is_a_mismatch(shipped_run, reproduction, tmp_path):
     workdir, _ = reproduction
     before = sorted(workdir.iterdir())
     _, run = _copy(shipped_run, tmp_path)
-    rows = [json.loads(line) for line in _lines(run / "eval.jsonl")]
+    rows = [json.loads(line) for line in _lines(run, "eval.jsonl")]
     rows[-1]["return"] = math.nextafter(rows[-1]["return"], math.inf)  # the last bit of one float
     (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = reproduce_first_evaluation(run, workdir)

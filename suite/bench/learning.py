@@ -43,7 +43,7 @@ import numpy as np
 from analysis.verdicts import READ_TOLERANCE, read_at
 from m3po.config import ConfigError, check_overrides
 from m3po.errors import RunDirectoryError
-from m3po.record import config_differences, read_config, read_status
+from m3po.record import EVAL_LOG, TRAIN_LOG, config_differences, read_config, read_jsonl, read_status
 from suite.bench import at_least
 from suite.experiment import recorded_config
 from suite.publish import EVIDENCE_DIR
@@ -125,8 +125,7 @@ def _summarise(run_dir: Path, task: str, at: tuple[int, ...]) -> dict[str, Any]:
     """A finished run's final score, its scores at the steps ``at`` (each the run's first evaluation at
     or past it, within :data:`READ_TOLERANCE`: the claims report's rule; M3PO's 100k is 100,352), and
     its last clip share."""
-    evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
-    train = [json.loads(line) for line in (run_dir / "train.jsonl").read_text().splitlines()]
+    evals, train = read_jsonl(run_dir / EVAL_LOG), read_jsonl(run_dir / TRAIN_LOG)  # shipped: compressed
     by_step = {row["step"]: row["score"] for row in evals if row.get("task", task) == task}
     read = {step: read_at(by_step, step) for step in at}
     missing = [step for step, s in read.items() if s is None]
@@ -137,7 +136,7 @@ def _summarise(run_dir: Path, task: str, at: tuple[int, ...]) -> dict[str, Any]:
         )
     # Share of ratios outside the clip range over every minibatch of the last iteration (M3PO's key, then
     # stable-baselines3's PPO's); algorithms without a ratio have none.
-    last = train[-1]
+    last = train[-1] if train else {}
     clip = last.get("ppo/clip_fraction", last.get("train/clip_fraction"))
     return {
         "score": evals[-1]["score"],
