@@ -4,8 +4,9 @@ publish, and the copy into the repository's results.
 What ships of a run (:data:`SHIPPED_FILES`, :data:`SACRED_FILES`): ``config.json``, ``status.json``,
 ``eval.jsonl``, ``train.jsonl`` and Sacred's records (``sacred/attemptN/`` run, config, info, metrics
 and captured output, and ``sacred/_sources/``). The two large logs, ``train.jsonl`` and Sacred's
-``metrics.json`` (:data:`COMPRESSED_FILES`), ship gzip-compressed (``train.jsonl.gz``: about a fifth of
-the size; :func:`m3po.record.read_log_text` reads either form, and so does everything here).
+``metrics.json`` (:data:`COMPRESSED_FILES`), and Sacred's source snapshots (the same in every run of a
+commit) ship gzip-compressed (``train.jsonl.gz``: about a fifth of the size;
+:func:`m3po.record.read_log_text` reads either form, and so does everything here).
 Never: ``checkpoints/`` (large, and rebuilt by training), ``tensorboard/`` (its file names hold the
 host's name; the same metrics are in the logs), the job logs (``*.log``, they hold the machine's
 paths) and anything else.
@@ -79,7 +80,8 @@ REQUIRED_FILES: tuple[str, ...] = SHIPPED_FILES
 # Sacred's records: each attempt's files (sacred/attemptN/...), and its source snapshots.
 SACRED_DIR = "sacred"
 SACRED_FILES: tuple[str, ...] = ("run.json", "config.json", "info.json", "metrics.json", "cout.txt")
-# What ships gzip-compressed (as NAME.gz, byte for byte the same whatever day it ships): the large logs.
+# What ships gzip-compressed (as NAME.gz, byte for byte the same whatever day it ships): the large logs,
+# and every file of sacred/_sources (SACRED_SOURCES, below).
 COMPRESSED_FILES: tuple[str, ...] = (TRAIN_LOG, "metrics.json")
 SACRED_SOURCES = "_sources"
 SACRED_COMPLETED = "COMPLETED"  # run.json's status of an attempt that returned
@@ -455,7 +457,7 @@ def ship_runs(
         for file in files:
             out = target / file.relative_to(run_dir)
             out.parent.mkdir(parents=True, exist_ok=True)
-            if file.name in COMPRESSED_FILES:
+            if file.name in COMPRESSED_FILES or file.parent.name == SACRED_SOURCES:
                 # mtime 0 and no file name in the header: the same bytes whenever it ships.
                 out.with_name(file.name + COMPRESSED).write_bytes(gzip.compress(file.read_bytes(), mtime=0))
             else:

@@ -212,9 +212,12 @@ def test_shipping_copies_only_the_shipped_files_of_finished_runs(real_run, tmp_p
     compressed = {"train.jsonl", "metrics.json"}
     assert set(publish.COMPRESSED_FILES) == compressed
     assert copied == sorted(
-        p.relative_to(root).with_name(p.name + ".gz" if p.name in compressed else p.name)
+        p.relative_to(root).with_name(
+            p.name + ".gz" if p.name in compressed or p.parent.name == "_sources" else p.name
+        )
         for p in shipped_files(run_dir)
     )
+    assert any(p.parent.name == "_sources" for p in copied)
     for name in ("train.jsonl", "sacred/attempt1/metrics.json"):
         shipped = dest / run_dir.relative_to(root) / f"{name}.gz"
         assert gzip.decompress(shipped.read_bytes()) == (run_dir / name).read_bytes()
