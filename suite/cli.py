@@ -39,14 +39,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_ship(args: argparse.Namespace) -> int:
     import platform
 
-    from suite.publish import ShipError, ship_runs
+    from suite.publish import ShipError, ship_runs, unshipped_finished_runs
 
     try:
-        written = ship_runs(args.runs, args.dest, hostnames=[platform.node()])
+        runs, passed = unshipped_finished_runs(args.runs, args.dest) if args.new else (None, 0)
+        if runs == []:
+            print(f"nothing new to ship from {args.runs} ({passed} run(s) not finished or shipped already)")
+            return 0
+        written = ship_runs(args.runs, args.dest, hostnames=[platform.node()], runs=runs)
     except ShipError as err:
         print(f"m3po: error: {err}", file=sys.stderr)
         return 1
-    print(f"shipped {len(written)} run(s) to {args.dest}", flush=True)
+    more = f" ({passed} passed over: not finished or shipped already)" if args.new else ""
+    print(f"shipped {len(written)} run(s) to {args.dest}{more}", flush=True)
     return 0
 
 
@@ -138,6 +143,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     ship.add_argument("runs", type=Path, help="a run directory, or a directory of runs")
     ship.add_argument("dest", type=Path, help="where they go (e.g. results/evidence/PROFILE)")
+    ship.add_argument(
+        "--new", action="store_true",
+        help="ship only the finished runs not in DEST yet, passing over the others (a campaign as it goes)",
+    )  # fmt: skip
     ship.set_defaults(func=_cmd_ship)
 
     bench = commands.add_parser(

@@ -426,6 +426,24 @@ def find_runs(root: Path) -> list[Path]:
     )
 
 
+def unshipped_finished_runs(root: Path, dest: Path) -> tuple[list[Path], int]:
+    """The finished runs under ``root`` not in ``dest`` yet (what a campaign ships as it goes), and how
+    many others there are (not finished, or shipped already).
+
+    :param root: a run directory or a directory of runs
+    :param dest: where shipped runs go
+    """
+    root, dest = Path(root), Path(dest)
+    every = find_runs(root)
+    new = [
+        r
+        for r in every
+        if read_status(r).get("status") == FINISHED
+        and not (dest / r.relative_to(root) / STATUS_FILE).exists()
+    ]
+    return new, len(every) - len(new)
+
+
 def ship_runs(
     root: Path, dest: Path, hostnames: Iterable[str] = (), runs: Sequence[Path] | None = None
 ) -> list[Path]:

@@ -231,6 +231,29 @@ def test_shipping_copies_only_the_shipped_files_of_finished_runs(real_run, tmp_p
         ship_runs(root, dest)
 
 
+def test_shipping_the_new_runs_passes_over_unfinished_and_shipped_ones(real_run, tmp_path, capsys):
+    root, run_dir, _ = real_run
+    runs = tmp_path / "runs"
+    shutil.copytree(root, runs)
+    running = runs / run_dir.relative_to(root).with_name("seed2")
+    shutil.copytree(run_dir, running)
+    _status(running, status="running")
+    dest = tmp_path / "evidence"
+    assert main(["ship", str(runs), str(dest)]) == 1  # the whole directory: the running run stops it
+    assert "seed2: not shipped: the run is not finished (status 'running')" in capsys.readouterr().err
+    assert main(["ship", "--new", str(runs), str(dest)]) == 0
+    assert (
+        capsys.readouterr().out
+        == f"shipped 1 run(s) to {dest} (1 passed over: not finished or shipped already)\n"
+    )
+    assert [p.relative_to(dest) for p in find_runs(dest)] == [run_dir.relative_to(root)]
+    assert main(["ship", "--new", str(runs), str(dest)]) == 0
+    assert (
+        capsys.readouterr().out
+        == f"nothing new to ship from {runs} (2 run(s) not finished or shipped already)\n"
+    )
+
+
 # ------------------------------------------------------------- complete runs, and their reproduction
 @pytest.fixture(scope="module")
 def shipped_run(real_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
