@@ -89,8 +89,11 @@ def shipped_copy(
 
     :param evidence: where shipped runs are (relative to the working directory, as ``root``)
     """
+    candidates = sorted(Path(evidence).glob(f"*/*/{task}/*/seed{seed}"))
+    if not candidates:
+        return None
     wanted, defaults = recorded_config([f"task={task}", f"seed={seed}", f"steps={steps}", *extra])
-    for candidate in sorted(Path(evidence).glob(f"*/{wanted['algo']}/{task}/*/seed{seed}")):
+    for candidate in candidates:
         recorded = read_config(candidate)
         if read_status(candidate).get("status") == "finished" and recorded is not None:
             if not config_differences(recorded, wanted, defaults):
