@@ -169,6 +169,7 @@ def test_the_broad_bar_json_has_per_task_iqm_published_and_goals(tmp_path, monke
     from suite.bench import learning
 
     tasks = ("walker-walk", "mw-reach")
+    monkeypatch.chdir(tmp_path)  # no shipped run (results/evidence) stands in for these made-up ones
     monkeypatch.setattr(learning, "_run_one", lambda *args: None)  # the runs are written here instead
     for variant, base in (("default", 600.0), (learning.PPO_VARIANT, 200.0)):
         for task in tasks:
