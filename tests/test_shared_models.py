@@ -151,4 +151,5 @@ def test_bench_scale_figures_say_what_they_measured(share):
     figures = scale_figures("cartpole-swingup,mw-reach", 4, steps=2, share_models=share)
     assert figures["share_models"] is share and figures["mode"] == "async" and figures["num_envs"] == 4
     assert "proportional set size" in figures["measured"]
-    assert figures["memory_mib"] > 0 and figures["startup_s"] > 0 and figures["agent_sps"] > 0
+    # The total can dip below 0 where the kernel reclaims this process's pages meanwhile; the workers' cannot.
+    assert figures["workers_memory_mib"] > 0 and figures["startup_s"] > 0 and figures["agent_sps"] > 0

@@ -85,7 +85,9 @@ def scale_figures(tasks: str, num_envs: int, steps: int, share_models: bool = Tr
     startup = time.perf_counter() - start
     try:
         env.reset()
-        total = _pss_mib(os.getpid()) - base + sum(_pss_mib(p.pid) for p in env._procs)
+        workers = sum(_pss_mib(p.pid) for p in env._procs)
+        # This process's growth can be negative (pages the kernel reclaimed meanwhile): said apart.
+        total = _pss_mib(os.getpid()) - base + workers
         actions = np.zeros((num_envs, env.act_dim), dtype=np.float32)
         start = time.perf_counter()
         for _ in range(steps):
@@ -109,6 +111,7 @@ def scale_figures(tasks: str, num_envs: int, steps: int, share_models: bool = Tr
         "load_average_1m": round(load, 2),
         "startup_s": round(startup, 2),
         "memory_mib": round(total, 1),
+        "workers_memory_mib": round(workers, 1),
         "memory_per_env_mib": round(total / num_envs, 2),
         "agent_sps": round(rate, 1),
         "target_memory_mib": 8192,
