@@ -140,7 +140,7 @@ def _train_command(algo: str, device: str, run_dir: Path, steps: int | None) -> 
     walk(spec.bench.get("overrides", {}), "")
     checkpoint = max(1, steps // 3)
     # On a CPU (the tests' stand-in) one torch thread: two threads on a 2-core machine beside any other
-    # busy process stall at every op's barrier (measured: 20 minutes for 3,072 M3PO steps, not 10 s).
+    # busy process stall at every op's barrier (measured: about 20 minutes for 3,072 M3PO steps).
     threads = ["threads=1"] if device == "cpu" else []
     return [
         sys.executable, "-m", "suite.cli", "train", "with", f"algo={algo}", f"task={task}", "seed=1",
