@@ -139,8 +139,10 @@ def test_a_final_claim_reads_the_budget_and_orders_on_the_tasks_both_ran(fig3a: 
              "order": ["m3po", "sac"]}  # fmt: skip
     row = report.judge_values(claim, fig3a, {})
     checks = {c["check"]: c for c in row.record["checks"]}
-    # M3PO's value over the 8 tasks it ran (725): inside the range; read at 100,352.
-    assert checks["m3po value"]["outcome"] == verdicts.PASSES
+    # M3PO's value over the 8 tasks it ran (725) is inside the range, but the paper's is dmc39's average:
+    # no evidence for it; read at 100,352.
+    assert checks["m3po value"]["outcome"] == verdicts.NO_EVIDENCE
+    assert checks["m3po value"]["reason"] == "M3PO averages 8 of the 39 tasks the paper's value averages"
     assert checks["m3po value"]["read_at"] == {"m3po": 100_352} and len(checks["m3po value"]["tasks"]) == 8
     assert "(read at 100,352)" in row.ours
     # M3PO > SAC on the 2 tasks both ran: contradicted (pooled over 8 it would hold).
@@ -163,7 +165,9 @@ def _flat(steps, value: float, tasks: int = 2) -> AlgoResult:
 def test_a_run_with_no_evaluation_within_5_percent_is_no_evidence_at_the_budget() -> None:
     claim = {"id": "x-final", "figure": "fig3a", "at_steps": 100_000, "values": {"m3po": 800, "ppo": 100},
              "order": ["m3po", "ppo"]}  # fmt: skip
-    result = FigureResult({"m3po": _flat([0, 100_352], 800.0), "ppo": _flat([0, 120_000], 100.0)}, {})
+    result = FigureResult(
+        {"m3po": _flat([0, 100_352], 800.0, tasks=39), "ppo": _flat([0, 120_000], 100.0, tasks=39)}, {}
+    )
     row = report.judge_values(claim, result, {})
     checks = {c["check"]: c["outcome"] for c in row.record["checks"]}
     # Old rule: PPO read at 120k (its first evaluation at or after 100k), and the claim reproduced.
@@ -171,7 +175,7 @@ def test_a_run_with_no_evaluation_within_5_percent_is_no_evidence_at_the_budget(
     assert row.verdict == verdicts.INCONCLUSIVE
     assert "PPO: no evaluation within 5% past the budget (evaluated to 120,000)" in row.why
     # The published curve stands in where our runs are not read at the budget.
-    published = FigureResult({"ppo": _flat(np.arange(0, 250_000, 50_000), 100.0)}, {})
+    published = FigureResult({"ppo": _flat(np.arange(0, 250_000, 50_000), 100.0, tasks=39)}, {})
     row = report.judge_values(claim, result, {}, published)
     assert row.verdict == verdicts.REPRODUCED, row.why
     assert "PPO: our runs have no evaluation within 5% past it; the published curve stands in" in row.why

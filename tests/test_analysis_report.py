@@ -30,11 +30,13 @@ BUDGETS = {"fig3a": 1000}  # the constructed results' one step
 
 
 def _result(**means: tuple[float, float, float]) -> FigureResult:
-    """A figure whose algorithms (3 seeds) have the given (point, low, high) mean at their single step."""
+    """A figure whose algorithms (3 seeds, all 39 tasks of fig3a's dmc39: a value check needs the whole
+    set) have the given (point, low, high) mean at their single step."""
     algos = {}
+    tasks = [f"t{i}" for i in range(39)]
     for algo, (point, low, high) in means.items():
         est = Estimate(np.array([point]), np.array([low]), np.array([high]))
-        algos[algo] = AlgoResult(np.array([1000]), {"mean": est, "iqm": est}, {}, np.zeros((3, 1)), ["t"], 3)
+        algos[algo] = AlgoResult(np.array([1000]), {"mean": est, "iqm": est}, {}, np.zeros((3, 39)), tasks, 3)
     return FigureResult(algos, {})
 
 

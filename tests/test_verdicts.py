@@ -83,6 +83,18 @@ def test_order_relation(higher: Evidence, lower: Evidence, outcome: str) -> None
 )
 def test_value_check(paper, ours: Evidence, reference: bool, outcome: str) -> None:
     assert verdicts.value_check(paper, ours, reference)[0] == outcome
+    assert verdicts.value_check(paper, ours, reference, tasks_total=ours.tasks)[0] == outcome
+
+
+def test_a_value_check_on_part_of_the_task_set_is_no_evidence() -> None:
+    # The published SAC at 1M: 83.3 on three mw50 tasks, 75.5 on all 50; the paper's value is 75.
+    three = _e(83.3, 77.8, 90.0, algo="sac", label="SAC", tasks=3, source=PUBLISHED)
+    assert verdicts.value_check(75, three, False) == (verdicts.FAILS, None)  # without the suite's size
+    outcome, reason = verdicts.value_check(75, three, False, tasks_total=50)
+    assert outcome == verdicts.NO_EVIDENCE
+    assert reason == "SAC (published) averages 3 of the 50 tasks the paper's value averages"
+    whole = _e(75.5, 72.0, 79.0, algo="sac", label="SAC", tasks=50, source=PUBLISHED)
+    assert verdicts.value_check(75, whole, False, tasks_total=50) == (verdicts.PASSES, None)
 
 
 def test_combine_and_final_verdict() -> None:
@@ -248,16 +260,16 @@ def test_published_curves_stand_in_below_the_budget_marked_and_never_pooled() ->
     ours_steps = [0, 1_000_000, 2_000_000]
     result = FigureResult(
         {
-            "m3po": _algo(ours_steps, 800, tasks=2),
-            "ppo": _algo(ours_steps, 580, tasks=2),
-            "sac": _algo([0, 20_000], 999.0, tasks=2),  # ours on a CPU: far below the budget
+            "m3po": _algo(ours_steps, 800, tasks=39),
+            "ppo": _algo(ours_steps, 580, tasks=39),
+            "sac": _algo([0, 20_000], 999.0, tasks=39),  # ours on a CPU: far below the budget
         },
         {},
     )
     published = FigureResult(
         {
-            "sac": _algo(np.arange(0, 2_050_000, 50_000), 300.0, tasks=2),
-            "dreamerv3": _algo(np.arange(0, 2_050_000, 50_000), 490.0, tasks=2),
+            "sac": _algo(np.arange(0, 2_050_000, 50_000), 300.0, tasks=39),
+            "dreamerv3": _algo(np.arange(0, 2_050_000, 50_000), 490.0, tasks=39),
         },
         {},
     )
@@ -270,8 +282,28 @@ def test_published_curves_stand_in_below_the_budget_marked_and_never_pooled() ->
     sources = {e["algo"]: e["source"] for e in row.record["evidence"]}
     assert sources == {"m3po": "ours", "ppo": "ours", "sac": "published", "dreamerv3": "published"}
     # M3PO is never stood in for: below the budget, not judged whatever the published curves say.
-    short = FigureResult({**result.algos, "m3po": _algo([0, 20_000], 800, tasks=2)}, {})
+    short = FigureResult({**result.algos, "m3po": _algo([0, 20_000], 800, tasks=39)}, {})
     assert report.judge_values(DMC39_FINAL, short, {"fig3a": 2_000_000}, published).verdict == NOT_JUDGED
+
+
+def test_a_final_claim_on_part_of_its_task_set_is_inconclusive_never_not_reproduced() -> None:
+    # The evidence profile's shape: 8 of 39 tasks at the budget; M3PO's 700 and PPO's 600 would fail
+    # the paper's 800 and 580 on all 39.
+    steps = [0, 1_000_000, 2_000_000]
+    values = {"m3po": 700.0, "ppo": 600.0, "dreamerv3": 400.0, "sac": 5.0}
+    row = report.judge_values(
+        DMC39_FINAL, FigureResult({a: _algo(steps, v, tasks=39) for a, v in values.items()}, {}), BUDGETS
+    )
+    assert row.verdict == NOT_REPRODUCED, row.why
+    eight = FigureResult({a: _algo(steps, v, tasks=8) for a, v in values.items()}, {})
+    row = report.judge_values(DMC39_FINAL, eight, BUDGETS)
+    assert row.verdict == INCONCLUSIVE, row.why
+    assert "M3PO averages 8 of the 39 tasks the paper's value averages" in row.why
+    assert row.scope == "at 2M agent steps on 8 of 39 dmc39 tasks, 3 seeds"
+    # The order is still judged, on the tasks both ran: M3PO below PPO contradicts it.
+    below = FigureResult({**eight.algos, "m3po": _algo(steps, 100.0, tasks=8)}, {})
+    row = report.judge_values(DMC39_FINAL, below, BUDGETS)
+    assert row.verdict == NOT_REPRODUCED and "M3PO > PPO: contradicted" in row.why
 
 
 OUTPERFORMS = {"id": "outperforms-single-task", "figure": ["fig3a", "fig3b"], "statement": "M3PO outperforms"}

@@ -1,0 +1,181 @@
+"""The README's findings table: the claims report's verdicts on the runs that ship with the suite.
+
+``python -m analysis.findings build [--profile evidence]`` judges the paper's claims from the finished
+runs under ``results/evidence/<profile>`` (:func:`analysis.report.build`: collect, aggregate, draw,
+judge; its figures and report page go to ``build/findings/<profile>``, not tracked) and writes
+``results/evidence/<profile>-findings.json``: the shipped runs it rests on, the commit that judged
+them, the bootstrap settings and ``claims.json``'s records. ``python -m analysis.findings readme``
+writes the table from that file into ``README.md`` between :data:`START` and :data:`END`;
+``--check`` only says whether the README is up to date. ``tests/test_findings.py`` fails when the
+README, the file and the shipped runs disagree, so a run shipped without rebuilding is caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_ROOT = Path("results/evidence")  # relative to the repository: shipped runs of profile P in P/
+START = "<!-- findings:start (python -m analysis.findings readme writes this table) -->"
+END = "<!-- findings:end -->"
+COLUMNS = ("claim", "paper", "ours", "verdict", "budget", "judged on")
+
+
+def findings_path(profile: str, root: Path = REPO) -> Path:
+    """``results/evidence/<profile>-findings.json`` under ``root``."""
+    return root / SHIPPED_ROOT / f"{profile}-findings.json"
+
+
+def shipped_runs(profile: str, root: Path = REPO) -> list[str]:
+    """The shipped run directories of ``profile``, relative to ``root`` (posix), sorted."""
+    from suite.publish import find_runs
+
+    runs_root = root / SHIPPED_ROOT / profile
+    return [p.relative_to(root).as_posix() for p in find_runs(runs_root)] if runs_root.is_dir() else []
+
+
+def _commit(root: Path) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True).stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "dirty": bool(git("status", "--porcelain", "analysis")),
+    }
+
+
+def build(profile: str, root: Path = REPO, reps: int | None = None, seed: int = 0) -> Path:
+    """Judge the claims from ``profile``'s shipped runs and write its findings file.
+
+    :param profile: a workflow profile (``config/<profile>.yaml``) whose runs ship
+    :param root: the repository
+    :param reps: bootstrap repetitions (default: the profile's ``reps``)
+    :param seed: bootstrap seed
+    :raises SystemExit: no shipped runs of ``profile`` (one line)
+    :returns: the findings file written
+    """
+    from analysis import report
+
+    runs = shipped_runs(profile, root)
+    if not runs:
+        raise SystemExit(f"no shipped runs of profile {profile!r} under {SHIPPED_ROOT / profile}")
+    spec = yaml.safe_load((root / "config" / f"{profile}.yaml").read_text()) or {}
+    reps = int(reps or spec.get("reps", 50_000))
+    work = root / "build" / "findings" / profile
+    work.mkdir(parents=True, exist_ok=True)
+    link = work / "runs"  # report.build reads <results>/runs: point it at the shipped runs
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to((root / SHIPPED_ROOT / profile).resolve(), target_is_directory=True)
+    report.build(work, report.DEFAULT_CLAIMS, reps, seed, workers=2)
+    record = {
+        "profile": profile,
+        "judged_by": "python -m analysis.findings build (analysis.report.build on the shipped runs)",
+        **_commit(root),
+        "bootstrap": {"reps": reps, "seed": seed},
+        "runs": runs,
+        "claims": json.loads((work / "claims.json").read_text()),
+    }
+    path = findings_path(profile, root)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def _cell(text: Any) -> str:
+    return str(text or "—").replace("|", "\\|").replace("\n", " ")
+
+
+def table(record: Mapping[str, Any]) -> str:
+    """The findings table (markdown) of a findings file's record, with a line on what it rests on."""
+    rows = [
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for c in record["claims"]:
+        rows.append(
+            "| "
+            + " | ".join(_cell(c[k]) for k in ("claim", "paper", "ours", "verdict", "budget", "scope"))
+            + " |"
+        )
+    algos = sorted({Path(r).relative_to(SHIPPED_ROOT / record["profile"]).parts[0] for r in record["runs"]})
+    commit = (record.get("commit") or "unknown")[:7] + (
+        " with uncommitted analysis changes" if record.get("dirty") else ""
+    )
+    rows += [
+        "",
+        f"Judged from the {len(record['runs'])} runs of the `{record['profile']}` profile that ship under "
+        f"`{SHIPPED_ROOT / record['profile']}` ({', '.join(algos)}), by the analysis at {commit} "
+        f"({record['bootstrap']['reps']:,} bootstrap repetitions): `python -m analysis.findings build "
+        f"--profile {record['profile']} && python -m analysis.findings readme "
+        f"--profile {record['profile']}`.",
+    ]
+    return "\n".join(rows)
+
+
+def with_table(readme: str, text: str) -> str:
+    """``readme`` with the text between :data:`START` and :data:`END` replaced by ``text``.
+
+    :raises ValueError: the markers are missing or out of order
+    """
+    start, end = readme.find(START), readme.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"README has no findings markers ({START!r} then {END!r})")
+    return readme[: start + len(START)] + "\n" + text + "\n" + readme[end:]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.findings", description=__doc__)
+    parser.add_argument("command", choices=("build", "readme"))
+    parser.add_argument("--profile", default="evidence", help="a profile whose runs ship (default: evidence)")
+    parser.add_argument(
+        "--reps", type=int, default=None, help="bootstrap repetitions (build; default: the profile's)"
+    )
+    parser.add_argument("--readme", type=Path, default=REPO / "README.md")
+    parser.add_argument("--check", action="store_true", help="readme: only say whether it is up to date")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        print(build(args.profile, reps=args.reps))
+        return 0
+    path = findings_path(args.profile)
+    if not path.is_file():
+        print(
+            f"no findings file {path.relative_to(REPO)}: run python -m analysis.findings build first",
+            file=sys.stderr,
+        )
+        return 2
+    record = json.loads(path.read_text())
+    if record["runs"] != shipped_runs(args.profile):
+        print(
+            f"{path.relative_to(REPO)} rests on {len(record['runs'])} runs, "
+            f"{len(shipped_runs(args.profile))} ship now: python -m analysis.findings build "
+            f"--profile {args.profile}",
+            file=sys.stderr,
+        )
+        return 1
+    readme = args.readme.read_text()
+    try:
+        new = with_table(readme, table(record))
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 2
+    if args.check:
+        if new != readme:
+            print(
+                f"{args.readme} findings table is stale: python -m analysis.findings readme", file=sys.stderr
+            )
+            return 1
+        return 0
+    args.readme.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""The README's findings table (analysis/findings.py): it is the shipped findings file's, the file rests
+on every shipped run, and the table and its markers behave."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from analysis import findings, synthetic
+from suite.bench.analysis import grid
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _record() -> dict:
+    return json.loads(findings.findings_path("evidence").read_text())
+
+
+def test_the_readme_opens_its_results_with_the_shipped_findings_table() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert readme.index("## Findings") < readme.index("## Installation details")
+    assert findings.with_table(readme, findings.table(_record())) == readme, (
+        "README's findings table is stale: python -m analysis.findings readme"
+    )
+    assert findings.main(["readme", "--check"]) == 0
+
+
+def test_readme_check_names_a_stale_table_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    stale = tmp_path / "README.md"
+    stale.write_text(f"# x\n{findings.START}\nold\n{findings.END}\n")
+    assert findings.main(["readme", "--check", "--readme", str(stale)]) == 1
+    assert "findings table is stale" in capsys.readouterr().err
+    assert "old" in stale.read_text()
+    assert findings.main(["readme", "--readme", str(stale)]) == 0
+    assert findings.main(["readme", "--check", "--readme", str(stale)]) == 0
+    stale.write_text("# no markers\n")
+    assert findings.main(["readme", "--readme", str(stale)]) == 2
+    assert "no findings markers" in capsys.readouterr().err
+
+
+def test_the_findings_rest_on_every_shipped_run() -> None:
+    record = _record()
+    assert record["runs"] == findings.shipped_runs("evidence"), (
+        "runs shipped since the findings were judged: python -m analysis.findings build && "
+        "python -m analysis.findings readme"
+    )
+    assert [c["claim"] for c in record["claims"]] == [
+        "dmc39-final", "mw50-final", "mt80-final", "mt80-stability", "vectorization-stability",
+        "sample-efficiency-dreamer", "outperforms-single-task",
+    ]  # fmt: skip
+    assert record["bootstrap"]["reps"] == 50_000 and not record["dirty"]
+
+
+def test_the_table_escapes_cells_and_names_what_it_rests_on() -> None:
+    record = {
+        "profile": "p",
+        "commit": "0123456789",
+        "dirty": False,
+        "bootstrap": {"reps": 100, "seed": 0},
+        "runs": ["results/evidence/p/ppo/t/default/seed1", "results/evidence/p/m3po/t/default/seed1"],
+        "claims": [{"claim": "c", "paper": "a | b", "ours": "x", "verdict": "inconclusive", "budget": "",
+                    "scope": "at 1k agent steps"}],
+    }  # fmt: skip
+    text = findings.table(record)
+    assert "| c | a \\| b | x | inconclusive | — | at 1k agent steps |" in text.splitlines()
+    assert "Judged from the 2 runs of the `p` profile" in text and "(m3po, ppo)" in text and "0123456" in text
+    with pytest.raises(ValueError, match="no findings markers"):
+        findings.with_table("no markers here", text)
+    replaced = findings.with_table(f"a\n{findings.START}\nold\n{findings.END}\nb", "new")
+    assert replaced == f"a\n{findings.START}\nnew\n{findings.END}\nb"
+
+
+def test_build_judges_a_profiles_shipped_runs(tmp_path: Path) -> None:
+    synthetic.write_grid(
+        tmp_path / "results" / "evidence" / "p",
+        synthetic.Grid(**grid(), seeds=(1, 2, 3), evals=3, task_limit=2, noise=0.02),
+    )
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "p.yaml").write_text("reps: 200\n")
+    # write_grid puts runs under <root>/runs: ship them where a profile's runs ship.
+    runs = tmp_path / "results" / "evidence" / "p" / "runs"
+    for child in runs.iterdir():
+        shutil.move(str(child), runs.parent / child.name)
+    runs.rmdir()
+    path = findings.build("p", root=tmp_path)
+    record = json.loads(path.read_text())
+    assert path == tmp_path / "results" / "evidence" / "p-findings.json"
+    assert record["runs"] == findings.shipped_runs("p", tmp_path) and len(record["runs"]) > 4
+    assert all(not r.startswith("/") for r in record["runs"]) and record["bootstrap"]["reps"] == 200
+    assert {c["verdict"] for c in record["claims"]} <= set(record["claims"][0]["verdicts"])
+    assert (tmp_path / "build" / "findings" / "p" / "report.html").is_file()
+    with pytest.raises(SystemExit, match="no shipped runs of profile 'q'"):
+        findings.build("q", root=tmp_path)
