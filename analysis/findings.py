@@ -52,6 +52,15 @@ def _commit(root: Path) -> dict[str, Any]:
     }
 
 
+def _hosts(runs: Sequence[str], root: Path) -> list[str]:
+    """The machines (descriptions, never host names) the runs' attempts trained on, sorted."""
+    hosts = set()
+    for run in runs:
+        status = json.loads((root / run / "status.json").read_text())
+        hosts |= {str(a.get("host")) for a in status.get("attempts", [])}
+    return sorted(hosts)
+
+
 def build(profile: str, root: Path = REPO, reps: int | None = None, seed: int = 0) -> Path:
     """Judge the claims from ``profile``'s shipped runs and write its findings file.
 
@@ -75,13 +84,25 @@ def build(profile: str, root: Path = REPO, reps: int | None = None, seed: int = 
     if link.is_symlink() or link.exists():
         link.unlink()
     link.symlink_to((root / SHIPPED_ROOT / profile).resolve(), target_is_directory=True)
-    report.build(work, report.DEFAULT_CLAIMS, reps, seed, workers=2)
+    out = report.build(work, report.DEFAULT_CLAIMS, reps, seed, workers=2)
+    compute = report.compute_table(out["collected"].compute)
     record = {
         "profile": profile,
         "judged_by": "python -m analysis.findings build (analysis.report.build on the shipped runs)",
         **_commit(root),
         "bootstrap": {"reps": reps, "seed": seed},
         "runs": runs,
+        "hosts": _hosts(runs, root),
+        "threads": spec.get("threads"),
+        "compute": [
+            {
+                "algo": r["algo"],
+                "runs": int(r["runs"]),
+                "wall_clock_h": round(float(r[report.COMPUTE_HEADERS["wall"]]), 2),
+                "sps_median": round(float(r[report.COMPUTE_HEADERS["sps"]]), 1),
+            }
+            for r in compute.to_dict("records")
+        ],  # fmt: skip
         "claims": json.loads((work / "claims.json").read_text()),
     }
     path = findings_path(profile, root)
@@ -109,7 +130,16 @@ def table(record: Mapping[str, Any]) -> str:
     commit = (record.get("commit") or "unknown")[:7] + (
         " with uncommitted analysis changes" if record.get("dirty") else ""
     )
+    spent = ", ".join(
+        f"{c['algo']} {c['runs']} runs, {c['wall_clock_h']:.1f} h at a median "
+        f"{c['sps_median']:,.0f} agent steps/s"
+        for c in record["compute"]
+    )
+    hours = sum(c["wall_clock_h"] for c in record["compute"])
     rows += [
+        "",
+        f"Training them took {hours:.1f} h of wall-clock ({spent}; the report's compute table) on "
+        f"{'; '.join(record['hosts'])}, {record['threads']} torch thread(s) per run.",
         "",
         f"Judged from the {len(record['runs'])} runs of the `{record['profile']}` profile that ship under "
         f"`{SHIPPED_ROOT / record['profile']}` ({', '.join(algos)}), by the analysis at {commit} "

@@ -61,11 +61,20 @@ def test_the_table_escapes_cells_and_names_what_it_rests_on() -> None:
         "dirty": False,
         "bootstrap": {"reps": 100, "seed": 0},
         "runs": ["results/evidence/p/ppo/t/default/seed1", "results/evidence/p/m3po/t/default/seed1"],
+        "hosts": ["CPU X, 2 logical CPUs, x86_64"],
+        "threads": 1,
+        "compute": [{"algo": "M3PO", "runs": 1, "wall_clock_h": 1.0, "sps_median": 200.0},
+                    {"algo": "PPO", "runs": 1, "wall_clock_h": 0.25, "sps_median": 1000.0}],
         "claims": [{"claim": "c", "paper": "a | b", "ours": "x", "verdict": "inconclusive", "budget": "",
                     "scope": "at 1k agent steps"}],
     }  # fmt: skip
     text = findings.table(record)
     assert "| c | a \\| b | x | inconclusive | — | at 1k agent steps |" in text.splitlines()
+    assert (
+        "Training them took 1.2 h of wall-clock (M3PO 1 runs, 1.0 h at a median 200 agent steps/s, PPO 1 "
+        "runs, 0.2 h at a median 1,000 agent steps/s; the report's compute table) on CPU X, 2 logical CPUs, "
+        "x86_64, 1 torch thread(s) per run."
+    ) in text
     assert "Judged from the 2 runs of the `p` profile" in text and "(m3po, ppo)" in text and "0123456" in text
     with pytest.raises(ValueError, match="no findings markers"):
         findings.with_table("no markers here", text)
