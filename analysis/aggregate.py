@@ -450,6 +450,28 @@ def published_reference(
     return reference if reference.algos else None
 
 
+def published_whole_set(
+    spec: FigureSpec,
+    reps: int,
+    seed: int = 0,
+    published: pd.DataFrame | None = None,
+    workers: int = 1,
+) -> FigureResult | None:
+    """The published curves over every task of a single-task figure's task set that the authors
+    published (their mean only), for the value checks of final-value claims: the paper's values
+    average a whole set, which a mean over our tasks does not estimate (the figures and every
+    comparison take :func:`published_reference`, on our tasks). None for a multi-task figure or a
+    set they published nothing of."""
+    if spec.mode != "single":
+        return None
+    published = load_published() if published is None else published
+    tasks = sorted(set(published.loc[published["task_set"] == spec.suite, "task"]))
+    if not tasks:
+        return None
+    whole = aggregate_published(published, spec, tasks, reps, seed, curve_metrics=("mean",), workers=workers)
+    return whole if whole.algos else None
+
+
 FIDELITY_COLUMNS = (
     "algo", "task", "step", "ours read at", "ours", "ours seeds", "published min", "published max",
     "published seeds", "verdict", "source",

@@ -13,7 +13,7 @@ import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,8 @@ numbers behind each row.
   lies entirely on the side the paper argues for (M3PO above the paper's value, a baseline below
   it); it *fails* otherwise. The paper's value is its task set's average, so a value check needs
   every task of the set (all 39 of dmc39): a mean over some of them is no evidence for it (the
-  published SAC at 1M averages 83.3 on three mw50 tasks and 75.5 on all 50, the paper's 75). Per
+  published SAC at 1M averages 83.3 on three mw50 tasks and 75.5 on all 50, the paper's 75); a
+  published stand-in's value check reads its curve over every task of the set. Per
   ordered pair of the claim's `order` (every algorithm of a group
   against every algorithm of a lower group), the order *holds* when CI(higher) is above CI(lower),
   is *contradicted* when CI(higher) is below CI(lower), and is *undecided* when they overlap.
@@ -267,6 +268,7 @@ def judge_values(
     result: FigureResult,
     budgets: Mapping[str, int] | None = None,
     published: FigureResult | None = None,
+    published_set: FigureResult | None = None,
 ) -> ClaimRow:
     """A claim with ``values`` and ``order`` (see :data:`VERDICT_RULES`), at its budget.
 
@@ -280,6 +282,8 @@ def judge_values(
     :param budgets: figure id -> the ``paper`` profile's budget (:func:`paper_budgets`)
     :param published: the published curves on our tasks (:func:`analysis.aggregate.published_reference`),
         standing in for an algorithm whose runs have no evaluation at the budget
+    :param published_set: the published curves over the whole task set
+        (:func:`analysis.aggregate.published_whole_set`): a stand-in's value check reads them there
     """
     figure = str(claim["figure"])
     task_set, total = _figure_scope(figure)
@@ -301,6 +305,7 @@ def judge_values(
         )
     evidence: dict[str, Evidence] = {}
     sides: dict[str, tuple[AlgoResult, str]] = {}  # the result each algorithm's evidence comes from
+    whole: dict[str, tuple[Evidence, AlgoResult]] = {}  # a stand-in's value evidence over the whole set
     status: dict[str, str] = {}
     shown: list[Evidence] = []  # evidence at the budget, and our runs below it (at their last step)
     notes: list[str] = []
@@ -322,6 +327,12 @@ def judge_values(
             elif res is not None:
                 ours = f"our runs reach {verdicts.fmt_steps(res.steps[-1])}"
             notes.append(f"{figures.label(algo)}: {ours}; the published curve stands in")
+            every = published_set.algos.get(algo) if published_set and algo in claim["values"] else None
+            set_index = verdicts.read_index(every.steps, budget) if every is not None else None
+            if set_index is not None and len(every.tasks) > len(ref.tasks):
+                e = evidence_at(every, algo, set_index, source=verdicts.PUBLISHED, budget=budget)
+                whole[algo] = (replace(e, label=f"{e.label} on all {e.tasks} tasks"), every)
+                shown.append(whole[algo][0])
         elif res is not None and verdicts.reaches(int(res.steps[-1]), budget):
             status[algo] = verdicts.NOT_READ
             notes.append(f"{figures.label(algo)}: {verdicts.NOT_READ} (evaluated to {int(res.steps[-1]):,})")
@@ -340,12 +351,12 @@ def judge_values(
             outcomes.append(status[algo])
             checks.append({"check": f"{algo} value", "outcome": status[algo], "reason": None})
             continue
-        e = evidence[algo]
+        e, source_result = whole.get(algo, (evidence[algo], sides[algo][0]))
         outcome, reason = verdicts.value_check(paper, e, reference=algo == REFERENCE_ALGO, tasks_total=total)
         outcomes.append(outcome)
         checks.append(
             {"check": f"{algo} value", "outcome": outcome, "reason": reason, "budget": budget,
-             "read_at": {algo: e.step}, "tasks": list(sides[algo][0].tasks)}
+             "read_at": {algo: e.step}, "tasks": list(source_result.tasks)}
         )  # fmt: skip
         at = verdicts.fmt_steps(e.step)
         facts.append(f"{e.name} at {at}: value check {outcome}" + (f" ({reason})" if reason else ""))
@@ -668,6 +679,7 @@ def judge_claims(
     runs: pd.DataFrame,
     budgets: Mapping[str, int] | None = None,
     published: Mapping[str, FigureResult | None] | None = None,
+    published_sets: Mapping[str, FigureResult | None] | None = None,
 ) -> list[ClaimRow]:
     """One row per claim, by the rules of :data:`VERDICT_RULES` (:mod:`analysis.verdicts`).
 
@@ -678,15 +690,20 @@ def judge_claims(
         without ``at_steps`` (default: :func:`paper_budgets` of :data:`DEFAULT_PAPER_PROFILE`)
     :param published: figure id -> the published curves on our tasks
         (:func:`analysis.aggregate.published_reference`); default none (no stand-ins)
+    :param published_sets: figure id -> the published curves over its whole task set
+        (:func:`analysis.aggregate.published_whole_set`), for the stand-ins' value checks
     """
     budgets = paper_budgets() if budgets is None else budgets
     published = published or {}
+    published_sets = published_sets or {}
     rows = []
     for claim in claims:
         figure = claim["figure"]
         if "values" in claim:
             result = results.get(figure, FigureResult({}, {}))
-            rows.append(judge_values(claim, result, budgets, published.get(figure)))
+            rows.append(
+                judge_values(claim, result, budgets, published.get(figure), published_sets.get(figure))
+            )
         elif isinstance(figure, list):
             rows.append(judge_outperforms(claim, results, published))
         elif figure == "fig4":
@@ -841,6 +858,7 @@ def build(
     claims = yaml.safe_load(Path(claims_path).read_text())["claims"]
     published = _published_or_none(published_path)
     references: dict[str, FigureResult | None] = {}
+    whole_sets: dict[str, FigureResult | None] = {}
     collected: Collected = collect(results_dir / "runs")
     write_tables(collected, results_dir / "tables")
     table = collected.scores
@@ -855,6 +873,7 @@ def build(
         xlabel = spec.ylabel
         if published is not None:
             references[figure] = aggregate.published_reference(result, spec, reps, seed, published, workers)
+            whole_sets[figure] = aggregate.published_whole_set(spec, reps, seed, published, workers)
         written += figures.plot_curves(
             result, spec, figure, claims, fig_dir / figure, reference=references.get(figure)
         )
@@ -896,7 +915,7 @@ def build(
             xlabel,
             log2=key == "num_envs",
         )
-    rows = judge_claims(claims, results, runs, paper_budgets(paper_profile), references)
+    rows = judge_claims(claims, results, runs, paper_budgets(paper_profile), references, whole_sets)
     fidelity = aggregate.fidelity_table(table, published) if published is not None else None
     write_report(results_dir, rows, results, collected, written, reps, claims=claims, fidelity=fidelity)
     return {"claims": rows, "figures": written, "collected": collected, "published": references}

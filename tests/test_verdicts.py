@@ -286,6 +286,28 @@ def test_published_curves_stand_in_below_the_budget_marked_and_never_pooled() ->
     assert report.judge_values(DMC39_FINAL, short, {"fig3a": 2_000_000}, published).verdict == NOT_JUDGED
 
 
+def test_a_stand_ins_value_check_reads_the_published_curve_over_the_whole_set() -> None:
+    # mw50-final's shape: our PPO at the budget, SAC stands in; on our 3 tasks the published SAC (83)
+    # would be no evidence for the paper's 75, over all 50 it is evidence and passes.
+    claim = {"id": "mw50-final", "figure": "fig3b", "at_steps": None, "values": {"ppo": 93, "sac": 75},
+             "order": ["ppo", "sac"]}  # fmt: skip
+    steps = np.arange(0, 1_050_000, 50_000)
+    result = FigureResult({"ppo": _algo(steps, 95.0, tasks=3)}, {})
+    ours_tasks = FigureResult({"sac": _algo(steps, 83.3, tasks=3)}, {})
+    whole = FigureResult({"sac": _algo(steps, 75.5, tasks=50)}, {})
+    row = report.judge_values(claim, result, BUDGETS, ours_tasks)
+    checks = {c["check"]: c for c in row.record["checks"]}
+    assert checks["sac value"]["outcome"] == verdicts.NO_EVIDENCE and row.verdict == INCONCLUSIVE
+    row = report.judge_values(claim, result, BUDGETS, ours_tasks, whole)
+    checks = {c["check"]: c for c in row.record["checks"]}
+    assert checks["sac value"]["outcome"] == verdicts.PASSES and len(checks["sac value"]["tasks"]) == 50
+    assert checks["ppo > sac"]["outcome"] == verdicts.HOLDS  # orders: on our tasks (95 against 83.3)
+    assert checks["ppo > sac"]["tasks"] == [f"t{i}" for i in range(3)]
+    assert checks["ppo value"]["outcome"] == verdicts.NO_EVIDENCE  # ours on 3 of the 50
+    assert "SAC on all 50 tasks (published) 75.5 [70.5, 80.5]" in row.ours
+    assert "SAC (published) 83.3" in row.ours and row.verdict == INCONCLUSIVE, row.why
+
+
 def test_a_final_claim_on_part_of_its_task_set_is_inconclusive_never_not_reproduced() -> None:
     # The evidence profile's shape: 8 of 39 tasks at the budget; M3PO's 700 and PPO's 600 would fail
     # the paper's 800 and 580 on all 39.

@@ -1,9 +1,10 @@
 """Rule ``aggregate`` (Snakemake ``script:``): one figure's runs aggregated (rliable intervals).
 
-A fig3* payload is ``spec``, ``result`` and ``reference``: the published curves on the same tasks
-(:func:`analysis.aggregate.published_reference`; None for fig3c, or without the vendored curves),
-which the figure draws and the report's verdicts stand in with. fig4's and the ablations' is
-``runs`` (:func:`analysis.aggregate.final_run_scores`).
+A fig3* payload is ``spec``, ``result``, ``reference`` and ``whole_set``: the published curves on the
+same tasks (:func:`analysis.aggregate.published_reference`; None for fig3c, or without the vendored
+curves), which the figure draws and the report's verdicts stand in with, and over the figure's whole
+task set (:func:`analysis.aggregate.published_whole_set`), which a stand-in's value check reads.
+fig4's and the ablations' is ``runs`` (:func:`analysis.aggregate.final_run_scores`).
 """
 
 import pickle
@@ -36,16 +37,17 @@ def aggregate_step(smk: Any) -> None:
         result = aggregate_figure(rows, spec, smk.params.reps, seed=0, workers=smk.threads)
         shown = ", ".join(f"{a} ({r.n_runs} seeds on {len(r.tasks)} tasks)" for a, r in result.algos.items())
         print(f"{figure}: {shown}")
-        reference = None
+        reference = whole_set = None
         if smk.input.published:
             published = aggregate.load_published(Path(smk.input.published[0]))
             reference = aggregate.published_reference(
                 result, spec, smk.params.reps, 0, published, smk.threads
             )
+            whole_set = aggregate.published_whole_set(spec, smk.params.reps, 0, published, smk.threads)
         if reference is not None:
             shown = ", ".join(f"{a} ({r.n_runs} seeds)" for a, r in reference.algos.items())
             print(f"{figure} published (TD-MPC2 authors): {shown}")
-        payload = {"spec": spec, "result": result, "reference": reference}
+        payload = {"spec": spec, "result": result, "reference": reference, "whole_set": whole_set}
     else:
         payload = {"runs": final_run_scores(rows)}
         print(f"{figure}: {len(payload['runs'])} runs")

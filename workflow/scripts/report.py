@@ -33,16 +33,17 @@ def report_step(smk: Any) -> None:
     results_dir = Path(smk.output.md).parent
     tables = results_dir / "tables"
     collected = Collected(*(pd.read_parquet(tables / f"{name}.parquet") for name in TABLE_NAMES))
-    results, references = {}, {}
+    results, references, whole_sets = {}, {}, {}
     for path in smk.input.aggregates:
         payload = pickle.loads(Path(path).read_bytes())
         if payload["result"].algos:
             results[Path(path).stem] = payload["result"]
             references[Path(path).stem] = payload.get("reference")
+            whole_sets[Path(path).stem] = payload.get("whole_set")
     runs = aggregate.final_run_scores(collected.scores)
     paper_claims = claims(smk.params.claims)
     rows = report.judge_claims(
-        paper_claims, results, runs, report.paper_budgets(Path(smk.input.paper)), references
+        paper_claims, results, runs, report.paper_budgets(Path(smk.input.paper)), references, whole_sets
     )
     fidelity = None
     if smk.input.published:
