@@ -11,6 +11,7 @@ import pytest
 
 from analysis import findings, synthetic
 from suite.bench.analysis import grid
+from suite.publish import scan_for_unsafe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,6 +53,7 @@ def test_the_findings_rest_on_every_shipped_run() -> None:
         "sample-efficiency-dreamer", "outperforms-single-task",
     ]  # fmt: skip
     assert record["bootstrap"]["reps"] == 50_000 and not record["dirty"]
+    assert scan_for_unsafe([findings.findings_path("evidence")]) == []  # it ships, like the runs
 
 
 def test_the_table_escapes_cells_and_names_what_it_rests_on() -> None:
