@@ -35,8 +35,9 @@ def findings_path(profile: str, root: Path = REPO) -> Path:
 
 
 def shipped_runs(profile: str, root: Path = REPO) -> list[str]:
-    """The shipped run directories of ``profile``, relative to ``root`` (posix), sorted."""
-    from suite.publish import find_runs
+    """The shipped run directories of ``profile`` (those the report reads), relative to ``root``
+    (posix), sorted."""
+    from analysis.collect import find_runs
 
     runs_root = root / SHIPPED_ROOT / profile
     return [p.relative_to(root).as_posix() for p in find_runs(runs_root)] if runs_root.is_dir() else []
