@@ -55,11 +55,9 @@ def _commit(root: Path) -> dict[str, Any]:
 
 def _hosts(runs: Sequence[str], root: Path) -> list[str]:
     """The machines (descriptions, never host names) the runs' attempts trained on, sorted."""
-    hosts = set()
-    for run in runs:
-        status = json.loads((root / run / "status.json").read_text())
-        hosts |= {str(a.get("host")) for a in status.get("attempts", [])}
-    return sorted(hosts)
+    from m3po.record import read_status
+
+    return sorted({str(a.get("host")) for run in runs for a in read_status(root / run).get("attempts", [])})
 
 
 def build(profile: str, root: Path = REPO, reps: int | None = None, seed: int = 0) -> Path:
@@ -103,7 +101,7 @@ def build(profile: str, root: Path = REPO, reps: int | None = None, seed: int = 
                 "sps_median": round(float(r[report.COMPUTE_HEADERS["sps"]]), 1),
             }
             for r in compute.to_dict("records")
-        ],  # fmt: skip
+        ],
         "claims": json.loads((work / "claims.json").read_text()),
     }
     path = findings_path(profile, root)
