@@ -556,7 +556,10 @@ def judge_sample_efficiency(
     ref = published.algos.get(baseline) if published is not None else None
     comps, none_why = _comparisons(ours, other, ref, baseline, "iqm") if ours is not None else ([], None)
     if not comps:
-        why = none_why or "no steps that both M3PO and " + figures.label(baseline) + " evaluated"
+        if ours is None:
+            why = f"no runs of M3PO on {figure}"
+        else:
+            why = none_why or "no steps that both M3PO and " + figures.label(baseline) + " evaluated"
         return _no_evidence(claim, figure, why)
     relations = [verdicts.order_relation(c.first, c.second) for c in comps]
     outcomes = [o for o, _ in relations]

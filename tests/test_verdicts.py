@@ -385,6 +385,9 @@ def test_sample_efficiency_with_our_or_the_published_dreamer() -> None:
     assert row.verdict == REPRODUCED and "DreamerV3 (published)" in row.ours
     assert row.scope.startswith("at 2 steps from 50k to 100k")  # step 0 is not compared with the published
     assert report.judge_sample_efficiency(claim, alone, "dreamerv3").verdict == INCONCLUSIVE
+    # Without M3PO's runs the row says so, not that no step was evaluated by both.
+    row = report.judge_sample_efficiency(claim, FigureResult({}, {}), "dreamerv3", published)
+    assert row.verdict == INCONCLUSIVE and row.why == "no runs of M3PO on fig3b"
     one = FigureResult(
         {a: _algo(steps, r.curves["mean"].point, half=0, seeds=1) for a, r in ours.algos.items()}, {}
     )
