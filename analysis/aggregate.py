@@ -304,6 +304,16 @@ def improvement_scores(
     return x, y, {"budget": int(budget), "read_at": dict(zip(names, read, strict=True)), "tasks": tasks}
 
 
+def in_env_sweep(variant: pd.Series) -> pd.Series:
+    """Which rows' variants belong to fig4's env-count sweep: the default config at any env count. The
+    workflow labels fig4's runs ``default``; a run read by its path alone (analysis.collect) carries
+    its ``num_envs=N`` directory.
+
+    :param variant: a ``variant`` column
+    """
+    return (variant == "default") | variant.str.startswith("num_envs=")
+
+
 def final_run_scores(table: pd.DataFrame) -> pd.DataFrame:
     """Per run, the mean normalized score over tasks at its last evaluation.
 

@@ -10,7 +10,9 @@ Which algorithm and variant a run belongs to:
 * ``algo``: ``config.json["algo"]``, which every trainer writes
   (:class:`m3po.trainer.run_record.RunRecord`). A record without one is never guessed from its
   path: it is left out, the reason naming the file.
-* ``variant``: ``config.json["variant"]`` when present, else ``"default"``.
+* ``variant``: ``config.json["variant"]`` when present; else, for a run in the workflow's layout
+  ``<algo>/<task>/<variant>/seed<n>`` (config.json's algo, task with ``,`` as ``+``, and seed), that
+  ``<variant>`` (the workflow records a variant only in its run's path); else ``"default"``.
 
 The files are read by :mod:`m3po.record` (torch-free), more strictly than its ``read_jsonl`` alone:
 every line of a log must parse. That reader forgives a cut-off last line (a job killed mid-write,
@@ -186,13 +188,28 @@ def algo_of(config: dict[str, Any], run_dir: Path) -> str:
     return str(config["algo"])
 
 
+def run_variant(config: dict[str, Any], run_dir: Path) -> str:
+    """A run's variant (the module docstring's rule): config.json's, the workflow layout's, or default.
+
+    :param config: the run's ``config.json``
+    :param run_dir: the run directory (its last four parts decide the layout)
+    """
+    if "variant" in config:
+        return str(config["variant"])
+    parts = Path(run_dir).parts
+    layout = (str(config.get("algo")), str(config.get("task", "")).replace(",", "+"))
+    if len(parts) >= 4 and tuple(parts[-4:-2]) == layout and parts[-1] == f"seed{config.get('seed')}":
+        return parts[-2]
+    return "default"
+
+
 def _identity(config: dict[str, Any], run_dir: Path, algo: str | None) -> dict[str, Any]:
     return {
         "run_dir": str(run_dir),
         "algo": algo,
         "task_set": str(config.get("task", "")),
         "seed": config.get("seed"),
-        "variant": str(config.get("variant", "default")),
+        "variant": run_variant(config, run_dir),
     }
 
 

@@ -6,8 +6,10 @@ judge; its figures and report page go to ``build/findings/<profile>``, not track
 ``results/evidence/<profile>-findings.json``: the shipped runs it rests on, the commit that judged
 them, the bootstrap settings and ``claims.json``'s records. ``python -m analysis.findings readme``
 writes the table from that file into ``README.md`` between :data:`START` and :data:`END`;
-``--check`` only says whether the README is up to date. ``tests/test_findings.py`` fails when the
-README, the file and the shipped runs disagree, so a run shipped without rebuilding is caught.
+``--check`` only says whether the README is up to date. The same file holds every shipped run's score
+at :data:`TASK_STEPS` and the TD-MPC2 authors' published means there, and ``readme`` writes them as the
+per-task tables between :data:`TASKS_START` and :data:`TASKS_END`. ``tests/test_findings.py`` fails
+when the README, the file and the shipped runs disagree, so a run shipped without rebuilding is caught.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ SHIPPED_ROOT = Path("results/evidence")  # relative to the repository: shipped r
 START = "<!-- findings:start (python -m analysis.findings readme writes this table) -->"
 END = "<!-- findings:end -->"
 COLUMNS = ("claim", "paper", "ours", "verdict", "budget", "judged on")
+TASKS_START = "<!-- evidence-tasks:start (python -m analysis.findings readme writes these tables) -->"
+TASKS_END = "<!-- evidence-tasks:end -->"
+# The agent steps the per-task tables read (the broad learning bar's: suite/bench/learning.py), each run
+# at its first evaluation at or past them within analysis.verdicts.READ_TOLERANCE (M3PO's 100k: 100,352).
+TASK_STEPS = (100_000, 500_000)
+PUBLISHED_ALGOS = ("sac", "dreamerv3", "tdmpc2")  # the published curves the per-task tables show
 
 
 def findings_path(profile: str, root: Path = REPO) -> Path:
@@ -84,6 +92,7 @@ def build(profile: str, root: Path = REPO, reps: int | None = None, seed: int = 
         link.unlink()
     link.symlink_to((root / SHIPPED_ROOT / profile).resolve(), target_is_directory=True)
     out = report.build(work, report.DEFAULT_CLAIMS, reps, seed, workers=2)
+    per_task = task_scores(profile, root)
     compute = report.compute_table(out["collected"].compute)
     record = {
         "profile": profile,
@@ -103,10 +112,121 @@ def build(profile: str, root: Path = REPO, reps: int | None = None, seed: int = 
             for r in compute.to_dict("records")
         ],
         "claims": json.loads((work / "claims.json").read_text()),
+        "tasks": {
+            "steps": list(TASK_STEPS),
+            "order": _task_order(spec),
+            "runs": per_task,
+            "published": published_scores(sorted({r["task"] for r in per_task} | set(_task_order(spec)))),
+        },
     }
     path = findings_path(profile, root)
     path.write_text(json.dumps(record, indent=1) + "\n")
     return path
+
+
+def _task_order(spec: Mapping[str, Any]) -> list[str]:
+    """The single-task figures' tasks in the profile's order (the per-task tables' columns)."""
+    order: list[str] = []
+    for fig in (spec.get("figures") or {}).values():
+        if fig.get("mode") == "single":
+            order += [t for t in fig.get("tasks", []) if t not in order]
+    return order
+
+
+def task_scores(profile: str, root: Path = REPO) -> list[dict[str, Any]]:
+    """Every shipped single-task run's score at each of :data:`TASK_STEPS` it reached (None where it
+    evaluated nowhere within the read tolerance of it): ``algo``, ``variant``, ``task``, ``seed``,
+    ``at`` (step -> score), ``read_at`` (step -> the evaluation read), sorted as the runs are.
+
+    :param profile: a profile whose runs ship under ``results/evidence/<profile>``
+    """
+    from analysis.collect import run_variant
+    from analysis.verdicts import read_at
+    from m3po.record import read_jsonl
+
+    out = []
+    for run in shipped_runs(profile, root):
+        config = json.loads((root / run / "config.json").read_text())
+        task = str(config["task"])
+        rows = read_jsonl(root / run / "eval.jsonl")
+        if any(row.get("task", task) != task for row in rows):  # multi-task: no per-task cell
+            continue
+        scores = {row["step"]: row["score"] for row in rows}
+        read = {str(step): read_at(scores, step) for step in TASK_STEPS}
+        out.append(
+            {
+                "algo": config["algo"],
+                "variant": run_variant(config, root / run),
+                "task": task,
+                "seed": int(config["seed"]),
+                "at": {step: None if at is None else scores[at] for step, at in read.items()},
+                "read_at": read,
+            }
+        )
+    return out
+
+
+def published_scores(tasks: Sequence[str]) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """The TD-MPC2 authors' per-seed scores at each of :data:`TASK_STEPS` (agent steps: their row 2N),
+    per algorithm of :data:`PUBLISHED_ALGOS` and task of ``tasks`` they evaluated there."""
+    from analysis.aggregate import load_published, published_rows
+
+    published = load_published()
+    out: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for algo in PUBLISHED_ALGOS:
+        rows = published_rows(published, algo, tasks)
+        for (task, step), per in rows[rows["step"].isin(TASK_STEPS)].groupby(["task", "step"]):
+            scores = [round(float(v), 1) for v in per.sort_values("seed")["score"]]
+            out.setdefault(algo, {}).setdefault(str(task), {})[str(int(step))] = scores
+    return out
+
+
+def _mean_cell(per_step: Sequence[list[float | None]]) -> str:
+    """``a / b``: the seeds' mean at each step ("–" where a seed has none), "(n)" for n > 1 seeds."""
+    means = []
+    for values in per_step:
+        known = [v for v in values if v is not None]
+        means.append(f"{sum(known) / len(known):.0f}" if known and len(known) == len(values) else "–")
+    seeds = max((len(v) for v in per_step), default=0)
+    return " / ".join(means) + (f" ({seeds})" if seeds > 1 else "")
+
+
+def task_tables(record: Mapping[str, Any]) -> str:
+    """The per-task tables (markdown, one per suite) of a findings file's ``tasks``: each shipped
+    algorithm and variant, then the published curves, at :data:`TASK_STEPS`."""
+    from analysis.collect import task_domain
+    from analysis.figures import label
+
+    tasks = record["tasks"]
+    steps = [str(s) for s in tasks["steps"]]
+    runs = tasks["runs"]
+    shipped = sorted({r["task"] for r in runs})
+    order = list(tasks["order"]) + [t for t in shipped if t not in tasks["order"]]
+    rows_of = sorted({(r["algo"], r["variant"]) for r in runs}, key=lambda k: (k != ("m3po", "default"), k))
+    names = "the seeds' mean at " + " / ".join(f"{int(s) // 1000}k" for s in steps)
+    out = [
+        f"Score (return, or success % on Meta-World): {names} agent steps; (n) after a cell: n seeds. "
+        f"Each run is read at its first evaluation at or past the step; published: the TD-MPC2 authors' "
+        f"seeds at their row 2N.",
+    ]
+    for domain in ("dmc", "metaworld"):
+        cols = [t for t in order if task_domain(t) == domain]
+        if not cols:
+            continue
+        lines = ["", "| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        for algo, variant in rows_of:
+            name = label(algo) + ("" if variant == "default" else f" ({variant})")
+            cells = []
+            for task in cols:
+                mine = [r for r in runs if (r["algo"], r["variant"], r["task"]) == (algo, variant, task)]
+                cells.append(_mean_cell([[r["at"][s] for r in mine] for s in steps]) if mine else "not yet")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        for algo in PUBLISHED_ALGOS:
+            curves = tasks["published"].get(algo, {})
+            cells = [_mean_cell([curves.get(t, {}).get(s, [None]) for s in steps]) for t in cols]
+            lines.append(f"| {label(algo)} (published) | " + " | ".join(cells) + " |")
+        out += lines
+    return "\n".join(out)
 
 
 def _cell(text: Any) -> str:
@@ -149,15 +269,21 @@ def table(record: Mapping[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def with_table(readme: str, text: str) -> str:
-    """``readme`` with the text between :data:`START` and :data:`END` replaced by ``text``.
+def with_table(readme: str, text: str, start_mark: str = START, end_mark: str = END) -> str:
+    """``readme`` with the text between ``start_mark`` and ``end_mark`` replaced by ``text``.
 
     :raises ValueError: the markers are missing or out of order
     """
-    start, end = readme.find(START), readme.find(END)
+    start, end = readme.find(start_mark), readme.find(end_mark)
     if start < 0 or end < start:
-        raise ValueError(f"README has no findings markers ({START!r} then {END!r})")
-    return readme[: start + len(START)] + "\n" + text + "\n" + readme[end:]
+        raise ValueError(f"README has no findings markers ({start_mark!r} then {end_mark!r})")
+    return readme[: start + len(start_mark)] + "\n" + text + "\n" + readme[end:]
+
+
+def with_tables(readme: str, record: Mapping[str, Any]) -> str:
+    """``readme`` with the findings table and the per-task tables of ``record`` in their markers."""
+    readme = with_table(readme, table(record))
+    return with_table(readme, task_tables(record), TASKS_START, TASKS_END)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -181,6 +307,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     record = json.loads(path.read_text())
+    if "tasks" not in record:
+        print(
+            f"{path.relative_to(REPO)} holds no per-task scores (built by an older analysis): "
+            f"python -m analysis.findings build --profile {args.profile}",
+            file=sys.stderr,
+        )
+        return 1
     if record["runs"] != shipped_runs(args.profile):
         print(
             f"{path.relative_to(REPO)} rests on {len(record['runs'])} runs, "
@@ -191,14 +324,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     readme = args.readme.read_text()
     try:
-        new = with_table(readme, table(record))
+        new = with_tables(readme, record)
     except ValueError as err:
         print(err, file=sys.stderr)
         return 2
     if args.check:
         if new != readme:
             print(
-                f"{args.readme} findings table is stale: python -m analysis.findings readme", file=sys.stderr
+                f"{args.readme} findings tables are stale: python -m analysis.findings readme",
+                file=sys.stderr,
             )
             return 1
         return 0

@@ -398,7 +398,7 @@ def judged_on(figure: str, results: Mapping[str, FigureResult], scores: pd.DataF
             rows = scores[
                 scores["algo"].isin([REFERENCE_ALGO, "tdmpc2"])
                 & (scores["mode"] == "multi")
-                & (scores["variant"] == "default")
+                & aggregate.in_env_sweep(scores["variant"])
             ]
             if rows.empty:
                 lines.append(f"<b>{fig}</b>: no runs")

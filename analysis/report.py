@@ -634,7 +634,7 @@ def judge_band(claim: Mapping[str, Any], result: FigureResult | None) -> ClaimRo
 
 def fig4_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """M3PO's and TD-MPC2's default multi-task runs of the one task set run at the most env counts."""
-    rows = runs[runs["algo"].isin([REFERENCE_ALGO, "tdmpc2"]) & (runs["variant"] == "default")]
+    rows = runs[runs["algo"].isin([REFERENCE_ALGO, "tdmpc2"]) & aggregate.in_env_sweep(runs["variant"])]
     rows = rows[rows["mode"] == "multi"]
     if rows.empty:
         return rows

@@ -89,6 +89,34 @@ def test_only_finished_runs_are_aggregated(tmp_path: Path) -> None:
     assert got.excluded.set_index("seed").loc[4, "status"] == "failed"
 
 
+def test_a_workflow_runs_variant_is_its_paths_when_its_config_records_none(tmp_path: Path) -> None:
+    # The workflow writes results/runs/<profile>/<algo>/<task>/<variant>/seed<n> and records the variant
+    # nowhere else: an alpha0=0 run must not be read as M3PO's default (pooled with it in every figure).
+    runs = tmp_path / "runs"
+    for variant, seed in (("default", 1), ("alpha0=0", 1)):
+        synthetic.write_run(runs / "m3po" / "walker-walk" / variant / f"seed{seed}", task_set="walker-walk",
+                            seed=seed, scores={100: {"walker-walk": 1.0}}, algo="m3po")  # fmt: skip
+    synthetic.write_run(runs / "m3po" / "walker-walk+mw-reach" / "num_envs=2" / "seed2",
+                        task_set="walker-walk,mw-reach", seed=2, algo="m3po",
+                        scores={100: {"walker-walk": 1.0, "mw-reach": 0.0}})  # fmt: skip
+    # Not the layout (another algo, task or seed in the path): default, never a guess.
+    for path, seed in (
+        ("ppo/walker-walk/x/seed3", 3),
+        ("m3po/cheetah-run/x/seed4", 4),
+        ("m3po/walker-walk/x/seed9", 5),
+    ):
+        synthetic.write_run(runs / path, task_set="walker-walk", seed=seed,
+                            scores={100: {"walker-walk": 1.0}}, algo="m3po")  # fmt: skip
+    table = collect.collect(runs).scores
+    names = table["run_dir"].map(lambda r: str(Path(r).relative_to(runs)))
+    variants = dict(zip(names, table["variant"], strict=True))
+    assert variants == {
+        "m3po/walker-walk/default/seed1": "default", "m3po/walker-walk/alpha0=0/seed1": "alpha0=0",
+        "m3po/walker-walk+mw-reach/num_envs=2/seed2": "num_envs=2", "ppo/walker-walk/x/seed3": "default",
+        "m3po/cheetah-run/x/seed4": "default", "m3po/walker-walk/x/seed9": "default",
+    }  # fmt: skip
+
+
 def test_columns_rules_and_normalization(tmp_path: Path) -> None:
     table = collect.collect(_runs(tmp_path)).scores
     assert list(table.columns) == list(collect.SCORE_COLUMNS)

@@ -353,3 +353,19 @@ def test_every_algo_gets_a_stable_colour_and_a_legend_entry(
     assert seen["colors"] == [figures.color("m3po"), figures.color("new-algo")]
     marks = figures._paper_marks(claims, "fig3c")
     assert [m[2:] for m in marks] == [(1.5, 1.0, 2.0), (1.5, 1.0, 2.0)]  # a range: middle and ends
+
+
+def test_fig4_reads_the_env_sweep_by_its_workflow_label_or_its_run_directory() -> None:
+    # The workflow labels fig4's runs `default`; read by their paths alone (analysis.collect, as the
+    # README's findings are) they are `num_envs=N`. Either way fig4 takes them, and no other variant.
+    runs = pd.DataFrame(
+        {
+            "algo": ["tdmpc2", "tdmpc2", "tdmpc2", "m3po", "m3po"],
+            "variant": ["default", "num_envs=2", "num_envs=32", "alpha0=0", "num_envs=2"],
+            "mode": ["multi", "multi", "multi", "multi", "single"],
+            "task_set": ["a,b"] * 4 + ["a"],
+            "num_envs": [8, 2, 32, 8, 2],
+            "run_dir": ["r1", "r2", "r3", "r4", "r5"],
+        }
+    )
+    assert report.fig4_runs(runs)["run_dir"].tolist() == ["r1", "r2", "r3"]

@@ -23,17 +23,20 @@ def _record() -> dict:
 def test_the_readme_opens_its_results_with_the_shipped_findings_table() -> None:
     readme = (REPO / "README.md").read_text()
     assert readme.index("## Findings") < readme.index("## Installation details")
-    assert findings.with_table(readme, findings.table(_record())) == readme, (
-        "README's findings table is stale: python -m analysis.findings readme"
+    assert findings.with_tables(readme, _record()) == readme, (
+        "README's findings tables are stale: python -m analysis.findings readme"
     )
+    assert readme.index(findings.TASKS_START) > readme.index("### The evidence profile")
     assert findings.main(["readme", "--check"]) == 0
 
 
 def test_readme_check_names_a_stale_table_and_writes_nothing(tmp_path: Path, capsys) -> None:
     stale = tmp_path / "README.md"
-    stale.write_text(f"# x\n{findings.START}\nold\n{findings.END}\n")
+    stale.write_text(
+        f"# x\n{findings.START}\nold\n{findings.END}\n{findings.TASKS_START}\n{findings.TASKS_END}\n"
+    )
     assert findings.main(["readme", "--check", "--readme", str(stale)]) == 1
-    assert "findings table is stale" in capsys.readouterr().err
+    assert "findings tables are stale" in capsys.readouterr().err
     assert "old" in stale.read_text()
     assert findings.main(["readme", "--readme", str(stale)]) == 0
     assert findings.main(["readme", "--check", "--readme", str(stale)]) == 0
@@ -54,6 +57,40 @@ def test_the_findings_rest_on_every_shipped_run() -> None:
     ]  # fmt: skip
     assert record["bootstrap"]["reps"] == 50_000 and not record["dirty"]
     assert scan_for_unsafe([findings.findings_path("evidence")]) == []  # it ships, like the runs
+
+
+def test_the_per_task_scores_are_the_shipped_runs() -> None:
+    record = _record()
+    assert record["tasks"]["runs"] == findings.task_scores("evidence"), (
+        "the findings file's per-task scores are not the shipped runs': python -m analysis.findings build"
+    )
+    single = [r for r in record["runs"] if "+" not in Path(r).parts[-3]]  # multi-task: a+b
+    assert len(record["tasks"]["runs"]) == len(single)
+
+
+def test_the_per_task_tables_show_seeds_means_gaps_and_the_published_curves() -> None:
+    def run(algo: str, task: str, seed: int, at: dict, variant: str = "default") -> dict:
+        return {"algo": algo, "variant": variant, "task": task, "seed": seed, "at": at, "read_at": {}}
+
+    record = {
+        "tasks": {
+            "steps": [100_000, 500_000],
+            "order": ["walker-walk", "cup-catch", "mw-reach"],
+            "runs": [
+                run("ppo", "walker-walk", 1, {"100000": 100.0, "500000": 600.0}),
+                run("ppo", "walker-walk", 2, {"100000": 200.0, "500000": 700.0}),
+                run("m3po", "walker-walk", 1, {"100000": 542.4, "500000": None}),
+                run("m3po", "mw-reach", 1, {"100000": 70.0, "500000": 90.0}, variant="alpha0=0"),
+            ],
+            "published": {"sac": {"walker-walk": {"100000": [900.0, 946.0], "500000": [950.0, 964.0]}}},
+        }
+    }
+    lines = findings.task_tables(record).splitlines()
+    assert "| | walker-walk | cup-catch |" in lines and "| | mw-reach |" in lines  # one table per suite
+    assert "| M3PO | 542 / – | not yet |" in lines  # M3PO's default first; no evaluation at 500k
+    assert "| PPO | 150 / 650 (2) | not yet |" in lines  # two seeds: their mean
+    assert "| SAC (published) | 923 / 957 (2) | – / – |" in lines
+    assert "| M3PO (alpha0=0) | 70 / 90 |" in lines and "| PPO | not yet |" in lines
 
 
 def test_the_table_escapes_cells_and_names_what_it_rests_on() -> None:
@@ -103,5 +140,9 @@ def test_build_judges_a_profiles_shipped_runs(tmp_path: Path) -> None:
     assert all(not r.startswith("/") for r in record["runs"]) and record["bootstrap"]["reps"] == 200
     assert {c["verdict"] for c in record["claims"]} <= set(record["claims"][0]["verdicts"])
     assert (tmp_path / "build" / "findings" / "p" / "report.html").is_file()
+    single = [r for r in record["runs"] if "/mt80/" not in r]  # the synthetic grid's multi-task runs
+    assert [r["seed"] for r in record["tasks"]["runs"]] == [int(Path(r).name[4:]) for r in single]
+    assert all(set(r["at"]) == {"100000", "500000"} for r in record["tasks"]["runs"])
+    assert "| M3PO |" in findings.task_tables(record)
     with pytest.raises(SystemExit, match="no shipped runs of profile 'q'"):
         findings.build("q", root=tmp_path)
