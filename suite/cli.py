@@ -52,6 +52,12 @@ def _cmd_ship(args: argparse.Namespace) -> int:
         return 1
     more = f" ({passed} passed over: not finished or shipped already)" if args.new else ""
     print(f"shipped {len(written)} run(s) to {args.dest}{more}", flush=True)
+    if written and args.dest.resolve().parent.name == "evidence":  # the README's findings rest on these
+        profile = args.dest.resolve().name
+        print(
+            f"the README's findings now lag them: python -m analysis.findings build --profile {profile} "
+            f"&& python -m analysis.findings readme --profile {profile}"
+        )
     return 0
 
 

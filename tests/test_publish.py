@@ -252,6 +252,13 @@ def test_shipping_the_new_runs_passes_over_unfinished_and_shipped_ones(real_run,
         capsys.readouterr().out
         == f"nothing new to ship from {runs} (2 run(s) not finished or shipped already)\n"
     )
+    # Into a profile's evidence directory: the README's findings now lag the shipped runs, and it says so.
+    evidence = tmp_path / "results" / "evidence" / "p"
+    assert main(["ship", "--new", str(runs), str(evidence)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "the README's findings now lag them: python -m analysis.findings build --profile p "
+        "&& python -m analysis.findings readme --profile p"
+    )
 
 
 # ------------------------------------------------------------- complete runs, and their reproduction
