@@ -20,11 +20,14 @@ host facts (OS, Python, CPU, GPUs) are kept; it captures no environment variable
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+import signal
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -372,8 +375,29 @@ def run_from_args(argv: list[str]) -> dict[str, Any]:
         default=0,
     )
     add_observers(ex, sacred_dir, run_dir, updates.get("mongo_url") or os.environ.get("M3PO_MONGO_URL"))
-    run = ex.run(config_updates=updates, options={"--id": f"attempt{attempt}"})
+    with _sigterm_interrupts():
+        run = ex.run(config_updates=updates, options={"--id": f"attempt{attempt}"})
     return run.result
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"{signal.Signals(signum).name} received")
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (``kill``, Snakemake stopping its jobs, SLURM at a time limit) ends the run the way Ctrl-C
+    does: status.json says ``interrupted`` and Sacred's record ``INTERRUPTED``, where the default action
+    would end the process with both still saying running. The run resumes from its last checkpoint
+    either way. Only in the main thread, where Python delivers signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def recorded_config(updates: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -1,6 +1,7 @@
 """Faults the local workflow survives, nothing lost or double-counted (on SLURM: tests/test_slurm.py).
 
-* a training process killed with SIGKILL: a rerun resumes it from its last checkpoint;
+* a training process killed with SIGKILL: a rerun resumes it from its last checkpoint; one stopped
+  with SIGTERM records its attempt as interrupted (status.json and Sacred) and resumes the same way;
 * a corrupt or truncated checkpoint or run record: named, and the run resumes from the previous good
   checkpoint or starts from scratch, saying so;
 * the whole workflow killed while jobs run: a rerun finishes without redoing finished runs;
@@ -19,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -195,6 +197,37 @@ def test_killed_workflow_reruns_without_redoing_finished_runs(tmp_path):
         expected = set(range(0, record["step"] + 1, EVAL_EVERY))
         assert {step for step, _ in points} == expected, r  # none missing
     assert_resumed_cleanly(tmp_path / LONG_RUN, STEPS, EVAL_EVERY)
+
+
+def test_sigterm_records_the_attempt_as_interrupted_and_the_run_resumes(tmp_path):
+    small = [
+        "task=cartpole-swingup", "num_envs=2", "steps=1024", "eval_every=0", "eval_episodes=1",
+        "checkpoint_every=32", "ppo.rollout_len=16", "ppo.minibatch_size=16", "ppo.epochs=1",
+        "model.latent_dim=16", "model.enc_dim=32", "model.mlp_dim=32", "model.num_bins=21",
+        "planner.num_samples=16", "planner.num_pi_trajs=4", "planner.num_elites=4", "planner.iterations=1",
+        "progress=False", "threads=1", "seed=1", "run_dir=run",
+    ]  # fmt: skip
+    command = [sys.executable, "-m", "suite.cli", "train", "with", *small]
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    checkpoint = tmp_path / "run" / "checkpoints" / "latest.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[0][-3000:]
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    record = status(tmp_path / "run")
+    assert record["status"] == "interrupted" and "SIGTERM received" in record["error"], out[-3000:]
+    sacred = json.loads((tmp_path / "run" / "sacred" / "attempt1" / "run.json").read_text())
+    assert sacred["status"] == "INTERRUPTED"
+    # The rerun resumes from the checkpoint and finishes.
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    record = status(tmp_path / "run")
+    assert record["status"] == "finished" and record["attempts"][1]["resumed_from_step"] >= 32
 
 
 def test_concurrent_jobs_write_complete_records_each_in_its_own_place(tmp_path):
