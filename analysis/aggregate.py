@@ -390,6 +390,25 @@ def published_rows(published: pd.DataFrame, algo: str, tasks: Iterable[str]) -> 
     return pd.concat(frames, ignore_index=True)
 
 
+def published_at(
+    algo: str, tasks: Iterable[str], step: int, published: pd.DataFrame | None = None
+) -> dict[str, list[float]]:
+    """The TD-MPC2 authors' per-seed scores of ``algo`` at agent step ``step``: their CSV row ``2 step``
+    (their ``step`` counts environment steps, the action repeat of 2 per agent step; the vendored table's
+    ``step`` is already in agent steps). A seed's evaluation missing between two of its own (some of
+    DreamerV3's) is interpolated, as in the figures (:func:`published_rows`).
+
+    :param published: the vendored table (default: :func:`load_published`; pass it to read it once)
+    :return: task -> scores of its seeds (seed order); a task they did not evaluate there is left out
+    """
+    rows = published_rows(load_published() if published is None else published, algo, tasks)
+    rows = rows[rows["step"] == step]
+    return {
+        task: [round(float(v), 1) for v in per.sort_values("seed")["score"]]
+        for task, per in rows.groupby("task")
+    }
+
+
 def aggregate_published(
     published: pd.DataFrame,
     spec: FigureSpec,

@@ -34,7 +34,6 @@ TASKS_END = "<!-- evidence-tasks:end -->"
 # The agent steps the per-task tables read (the broad learning bar's: suite/bench/learning.py), each run
 # at its first evaluation at or past them within analysis.verdicts.READ_TOLERANCE (M3PO's 100k: 100,352).
 TASK_STEPS = (100_000, 500_000)
-PUBLISHED_ALGOS = ("sac", "dreamerv3", "tdmpc2")  # the published curves the per-task tables show
 
 
 def findings_path(profile: str, root: Path = REPO) -> Path:
@@ -92,7 +91,7 @@ def build(profile: str, root: Path = REPO, reps: int | None = None, seed: int = 
         link.unlink()
     link.symlink_to((root / SHIPPED_ROOT / profile).resolve(), target_is_directory=True)
     out = report.build(work, report.DEFAULT_CLAIMS, reps, seed, workers=2)
-    per_task = task_scores(profile, root)
+    per_task, order = task_scores(profile, root), _task_order(spec)
     compute = report.compute_table(out["collected"].compute)
     record = {
         "profile": profile,
@@ -114,9 +113,9 @@ def build(profile: str, root: Path = REPO, reps: int | None = None, seed: int = 
         "claims": json.loads((work / "claims.json").read_text()),
         "tasks": {
             "steps": list(TASK_STEPS),
-            "order": _task_order(spec),
+            "order": order,
             "runs": per_task,
-            "published": published_scores(sorted({r["task"] for r in per_task} | set(_task_order(spec)))),
+            "published": published_scores(sorted({r["task"] for r in per_task} | set(order))),
         },
     }
     path = findings_path(profile, root)
@@ -142,11 +141,11 @@ def task_scores(profile: str, root: Path = REPO) -> list[dict[str, Any]]:
     """
     from analysis.collect import run_variant
     from analysis.verdicts import read_at
-    from m3po.record import read_jsonl
+    from m3po.record import read_config, read_jsonl
 
     out = []
     for run in shipped_runs(profile, root):
-        config = json.loads((root / run / "config.json").read_text())
+        config = read_config(root / run)
         task = str(config["task"])
         rows = read_jsonl(root / run / "eval.jsonl")
         if any(row.get("task", task) != task for row in rows):  # multi-task: no per-task cell
@@ -167,17 +166,17 @@ def task_scores(profile: str, root: Path = REPO) -> list[dict[str, Any]]:
 
 
 def published_scores(tasks: Sequence[str]) -> dict[str, dict[str, dict[str, list[float]]]]:
-    """The TD-MPC2 authors' per-seed scores at each of :data:`TASK_STEPS` (agent steps: their row 2N),
-    per algorithm of :data:`PUBLISHED_ALGOS` and task of ``tasks`` they evaluated there."""
-    from analysis.aggregate import load_published, published_rows
+    """The TD-MPC2 authors' per-seed scores at each of :data:`TASK_STEPS`
+    (:func:`analysis.aggregate.published_at`), per published algorithm and step, for the ``tasks`` they
+    evaluated there."""
+    from analysis.aggregate import PUBLISHED_ALGOS, load_published, published_at
 
     published = load_published()
     out: dict[str, dict[str, dict[str, list[float]]]] = {}
     for algo in PUBLISHED_ALGOS:
-        rows = published_rows(published, algo, tasks)
-        for (task, step), per in rows[rows["step"].isin(TASK_STEPS)].groupby(["task", "step"]):
-            scores = [round(float(v), 1) for v in per.sort_values("seed")["score"]]
-            out.setdefault(algo, {}).setdefault(str(task), {})[str(int(step))] = scores
+        for step in TASK_STEPS:
+            for task, scores in published_at(algo, tasks, step, published).items():
+                out.setdefault(algo, {}).setdefault(task, {})[str(step)] = scores
     return out
 
 
@@ -194,6 +193,7 @@ def _mean_cell(per_step: Sequence[list[float | None]]) -> str:
 def task_tables(record: Mapping[str, Any]) -> str:
     """The per-task tables (markdown, one per suite) of a findings file's ``tasks``: each shipped
     algorithm and variant, then the published curves, at :data:`TASK_STEPS`."""
+    from analysis.aggregate import PUBLISHED_ALGOS
     from analysis.collect import task_domain
     from analysis.figures import label
 

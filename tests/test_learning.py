@@ -115,8 +115,7 @@ def test_the_broad_bar_spans_both_suites():
 
 def test_published_figures_are_read_at_their_row_2n():
     # The TD-MPC2 authors' CSVs count environment steps: our agent step N is their row 2N.
-    from analysis.aggregate import load_published
-    from suite.bench.learning import published_at
+    from analysis.aggregate import load_published, published_at
 
     table = load_published()
     sac = table[(table["algo"] == "sac") & (table["task"] == "walker-stand")]

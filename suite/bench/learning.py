@@ -76,7 +76,6 @@ TASK_SETS = {
 TASKS = TASK_SETS["bar"].tasks
 NO_BONUS = ["bonus.alpha0=0.0"]
 PPO_VARIANT = "sb3-ppo"  # stable-baselines3's PPO with rl-baselines3-zoo's settings (baselines/sb3)
-PUBLISHED_ALGOS = ("sac", "dreamerv3", "tdmpc2")  # the TD-MPC2 authors' published curves
 BOOTSTRAP_REPS = 10_000
 
 
@@ -173,32 +172,17 @@ def iqm_over_tasks(per_task: dict[str, list[float]]) -> dict[str, Any]:
     }
 
 
-def published_at(algo: str, tasks: tuple[str, ...], step: int) -> dict[str, list[float]]:
-    """The TD-MPC2 authors' per-seed scores of ``algo`` at agent step ``step``: their CSV row ``2 step``
-    (their ``step`` counts environment steps, the action repeat of 2 per agent step; the vendored table's
-    ``step`` is already in agent steps). A seed's evaluation missing between two of its own (some of
-    DreamerV3's) is interpolated, as in the figures (:func:`analysis.aggregate.published_rows`).
-
-    :return: task -> scores of its seeds (seed order); a task they did not evaluate there is left out
-    """
-    from analysis.aggregate import load_published, published_rows
-
-    rows = published_rows(load_published(), algo, tasks)
-    rows = rows[rows["step"] == step]
-    return {
-        task: [round(float(v), 1) for v in per.sort_values("seed")["score"]]
-        for task, per in rows.groupby("task")
-    }
-
-
 def _published(tasks: tuple[str, ...], at: tuple[int, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Per published algorithm and step: the per-task seeds, and the IQM over tasks (None where a task
     has no published evaluation at that step, naming it)."""
+    from analysis.aggregate import PUBLISHED_ALGOS, load_published, published_at
+
+    published = load_published()
     seeds: dict[str, Any] = {}
     iqms: dict[str, Any] = {}
     for algo in PUBLISHED_ALGOS:
         for step in at:
-            per_task = published_at(algo, tasks, step)
+            per_task = published_at(algo, tasks, step, published)
             seeds.setdefault(algo, {})[str(step)] = per_task
             missing = [t for t in tasks if t not in per_task]
             n = min((len(v) for v in per_task.values()), default=0)
