@@ -750,9 +750,17 @@ def test_every_shipped_run_is_finished_and_complete():
 
 
 @pytest.mark.slow
-def test_the_first_shipped_run_reproduces_its_first_evaluation_exactly(tmp_path):
-    run = _shipped_runs()[0]
-    result = reproduce_first_evaluation(run, tmp_path)
-    if result.matched is None:
-        pytest.skip(f"{run.relative_to(ROOT)}: {result.reason}")
-    assert result.matched, f"{run.relative_to(ROOT)}: {result.reason}"
+def test_the_first_shipped_run_this_machine_can_redo_reproduces_its_first_evaluation_exactly(tmp_path):
+    # The shipped runs come from more than one CPU: the first one recorded on a machine like this one
+    # (or in portable mode) is retrained; the others are passed over without training.
+    passed_over = []
+    for run in _shipped_runs():
+        result = reproduce_first_evaluation(run, tmp_path / run.relative_to(ROOT / EVIDENCE_DIR))
+        if result.matched is None:
+            passed_over.append(f"{run.relative_to(ROOT)}: {result.reason}")
+            continue
+        assert result.matched, f"{run.relative_to(ROOT)}: {result.reason}"
+        return
+    pytest.skip(
+        f"no shipped run can be redone exactly here ({len(passed_over)}; the first: {passed_over[0]})"
+    )
