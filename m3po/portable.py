@@ -29,6 +29,10 @@ called in-process) is refused by :func:`problems`, before any file is written. W
 machine-dependent: MuJoCo's own compiled code (one build per wheel, no runtime dispatch), the
 library versions and glibc's version (the same wheels and image are assumed), and GPUs.
 
+Measured on two machines, the pinning is not enough: the same portable run gave other bits on an AMD
+EPYC (Zen 1) than on an Intel Xeon (Ice Lake); ``m3po bench portable`` fingerprints each library to find
+which (README, "Reproducibility across machines").
+
 It imports the standard library only: it runs before numpy and torch are loaded (numpy is imported
 only by :func:`reexec_if_asked`, in the process about to be replaced, to list its dispatched features).
 """

@@ -63,7 +63,7 @@ def _cmd_ship(args: argparse.Namespace) -> int:
 
 BENCHMARKS = (
     "algos", "analysis", "cost", "dag", "envs", "eval-rules", "fidelity", "gpu", "learning", "planner",
-    "tdmpc2",
+    "portable", "tdmpc2",
 )  # fmt: skip
 """``m3po bench NAME`` runs ``suite/bench/NAME.py`` (``-`` read as ``_``); see :mod:`suite.bench`."""
 
